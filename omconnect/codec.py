@@ -1,0 +1,125 @@
+"""Binary encoding of a `Message`: compact, versioned, CRC-checked. No pickle.
+
+Layout (little-endian), documented again in ``docs/protocol.md``::
+
+    offset  size  field
+    0       4     total length of this encoding, these 4 bytes included
+    4       4     CRC-32C of bytes [8, total)
+    8       1     format version (1)
+    9       4     header length H
+    13      H     headers: a msgpack map {tag: value} of the non-default headers;
+                  tag 0 holds the properties map
+    13+H    ...   body
+
+The broker stores this encoding unchanged inside its commit-log records and serves
+it back, so a message is encoded once by the producer and decoded once by the
+consumer. `decode` never returns a message whose CRC fails.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import crc32c
+import msgpack
+
+from omconnect.errors import CorruptDataError
+from omconnect.message import HEADER_NAMES, Message
+
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<IIBI")
+PREFIX_SIZE = _PREFIX.size  # 13
+
+# Tags are part of the format: never renumber, only append.
+_TAG_OF: dict[str, int] = {name: i + 1 for i, name in enumerate(HEADER_NAMES)}
+_NAME_OF: dict[int, str] = {tag: name for name, tag in _TAG_OF.items()}
+_PROPERTIES_TAG = 0
+_ATTRS = tuple(_TAG_OF.items())
+_DEFAULTS = tuple(Message.__dataclass_fields__[n].default for n in HEADER_NAMES)
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+_crc = crc32c.crc32c
+
+
+def encode(message: Message) -> bytes:
+    """Encode ``message``; the result carries its own length and CRC."""
+    headers: dict[int, object] = {}
+    for (name, tag), default in zip(_ATTRS, _DEFAULTS, strict=True):
+        value = getattr(message, name)
+        if value != default:
+            headers[tag] = value
+    if message.properties:
+        headers[_PROPERTIES_TAG] = message.properties
+    header_bytes = _packb(headers)
+    body = message.body
+    total = PREFIX_SIZE + len(header_bytes) + len(body)
+    tail = b"".join((bytes((FORMAT_VERSION,)), struct.pack("<I", len(header_bytes)),
+                     header_bytes, body))
+    return struct.pack("<II", total, _crc(tail)) + tail
+
+
+def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
+    """Decode one encoding that fills ``data`` exactly.
+
+    Raises `CorruptDataError` if the length, version or CRC do not match.
+    """
+    view = memoryview(data)
+    if len(view) < PREFIX_SIZE:
+        raise CorruptDataError(f"message encoding too short: {len(view)} bytes")
+    total, crc, version, header_len = _PREFIX.unpack_from(view)
+    if total != len(view):
+        raise CorruptDataError(f"message length field {total} != {len(view)} bytes")
+    if version != FORMAT_VERSION:
+        raise CorruptDataError(f"unknown message format version {version}")
+    if verify and _crc(view[8:]) != crc:
+        raise CorruptDataError("message CRC mismatch")
+    body_start = PREFIX_SIZE + header_len
+    if body_start > total:
+        raise CorruptDataError("message header length exceeds the message")
+    try:
+        headers = msgpack.unpackb(view[PREFIX_SIZE:body_start], strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CorruptDataError(f"message headers do not parse: {exc}") from exc
+    message = Message(bytes(view[body_start:]))
+    for tag, value in headers.items():
+        if tag == _PROPERTIES_TAG:
+            message.properties = value
+        else:
+            name = _NAME_OF.get(tag)
+            if name is not None:  # unknown tags come from newer writers: ignore them
+                setattr(message, name, value)
+    return message
+
+
+def verify(data: bytes | memoryview) -> int:
+    """Check one encoding's length prefix and CRC without decoding; return its length.
+
+    The broker calls this on every message it accepts.
+    """
+    view = memoryview(data)
+    if len(view) < PREFIX_SIZE:
+        raise CorruptDataError(f"message encoding too short: {len(view)} bytes")
+    total, crc, version, _ = _PREFIX.unpack_from(view)
+    if total < PREFIX_SIZE or total > len(view):
+        raise CorruptDataError(f"message length field {total} does not fit {len(view)} bytes")
+    if version != FORMAT_VERSION:
+        raise CorruptDataError(f"unknown message format version {version}")
+    if _crc(view[8:total]) != crc:
+        raise CorruptDataError("message CRC mismatch")
+    return int(total)
+
+
+def split(data: bytes | memoryview) -> Iterator[memoryview]:
+    """Yield each encoding from a buffer of concatenated encodings (no CRC check)."""
+    view = memoryview(data)
+    pos = 0
+    end = len(view)
+    while pos < end:
+        if end - pos < 4:
+            raise CorruptDataError("truncated message batch")
+        (total,) = struct.unpack_from("<I", view, pos)
+        if total < PREFIX_SIZE or pos + total > end:
+            raise CorruptDataError(f"bad message length {total} at batch position {pos}")
+        yield view[pos : pos + total]
+        pos += total

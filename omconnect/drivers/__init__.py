@@ -1,0 +1,1 @@
+"""Drivers: one per messaging engine behind `oms:<driver>://` URLs."""

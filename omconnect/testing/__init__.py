@@ -1,0 +1,1 @@
+"""Test helpers for connector and driver authors: the driver conformance suite."""

@@ -1,0 +1,1 @@
+"""The connect runtime: workers, herder, stores, REST API, converters, transforms (issue 3)."""
