@@ -54,8 +54,9 @@ def encode(message: Message) -> bytes:
     header_bytes = _packb(headers)
     body = message.body
     total = PREFIX_SIZE + len(header_bytes) + len(body)
-    tail = b"".join((bytes((FORMAT_VERSION,)), struct.pack("<I", len(header_bytes)),
-                     header_bytes, body))
+    tail = b"".join(
+        (bytes((FORMAT_VERSION,)), struct.pack("<I", len(header_bytes)), header_bytes, body)
+    )
     return struct.pack("<II", total, _crc(tail)) + tail
 
 

@@ -46,6 +46,9 @@ class Message:
     durability: int = 0
     correlation_id: str = ""
     delivery_count: int = 0
+    # Set by a consumer on the messages it hands out: (queue read from, partition,
+    # offset). `ack`/`nack` use it (RocketMQ 5's receipt handle). Never encoded.
+    receipt: tuple[str, int, int] | None = field(default=None, repr=False, compare=False)
 
     def header_dict(self) -> dict[str, Any]:
         """The headers that differ from their defaults, under their specification names."""

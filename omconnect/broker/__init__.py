@@ -1,1 +1,5 @@
-"""The bundled broker core: RocketMQ-style commit log + consume queues, served in-process or over TCP."""
+"""The bundled broker core.
+
+RocketMQ-style storage (one commit log, per-partition consume queues), served
+in-process or over TCP.
+"""

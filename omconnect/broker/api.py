@@ -134,7 +134,11 @@ class BrokerApi(ABC):
 
     @abstractmethod
     def append_delayed(
-        self, namespace: str, queue: str, partition: int, messages: Sequence[bytes],
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        messages: Sequence[bytes],
         deliver_at: Sequence[int],
     ) -> None:
         """Store messages that become visible in ``queue`` at the epoch-ms times
@@ -143,8 +147,13 @@ class BrokerApi(ABC):
     # -- transactions ------------------------------------------------------------
     @abstractmethod
     def prepare(
-        self, namespace: str, producer_group: str, transaction_id: str, queue: str,
-        partition: int, messages: Sequence[bytes],
+        self,
+        namespace: str,
+        producer_group: str,
+        transaction_id: str,
+        queue: str,
+        partition: int,
+        messages: Sequence[bytes],
     ) -> None:
         """Store half messages: invisible until `end_transaction` commits them."""
 
@@ -164,8 +173,14 @@ class BrokerApi(ABC):
     # -- consume -----------------------------------------------------------------
     @abstractmethod
     def read(
-        self, namespace: str, queue: str, partition: int, offset: int,
-        max_messages: int, max_wait_ms: int, max_bytes: int = 4 << 20,
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_wait_ms: int,
+        max_bytes: int = 4 << 20,
     ) -> ReadResult:
         """Messages from ``offset`` on (at least one if any, even past
         ``max_bytes``). Expired messages are skipped. An offset below the
