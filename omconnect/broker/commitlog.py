@@ -330,6 +330,12 @@ class CommitLog:
                 os.ftruncate(keep.fd, cut)
                 os.fsync(keep.fd)
                 keep.size = cut
+            if cut == 0 and len(self._segments) > 1:
+                # An empty last segment would let the next record start there even
+                # if it fits in the previous one, breaking the roll rule `scan` checks.
+                _delete(self._segments.pop())
+                keep = self._segments[-1]
+                cut = keep.size
             self._end = keep.start + cut
 
     def first_timestamp(self, index: int) -> int | None:
