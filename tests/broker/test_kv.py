@@ -151,7 +151,13 @@ def test_list_by_prefix_sorted_within_namespace() -> None:
         put(state, key, b"v")
     put(state, "cfg/z", b"v", ns="other")
     assert [kv.key for kv in state.list_prefix("ns", "cfg/")] == ["cfg/a", "cfg/b", "cfg/c"]
-    assert [kv.key for kv in state.list_prefix("ns", "")] == ["cfg", "cfg/a", "cfg/b", "cfg/c", "status/x"]
+    assert [kv.key for kv in state.list_prefix("ns", "")] == [
+        "cfg",
+        "cfg/a",
+        "cfg/b",
+        "cfg/c",
+        "status/x",
+    ]
     assert state.list_prefix("ns", "nope") == []
     assert len(state) == 6
 
