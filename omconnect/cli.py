@@ -1,0 +1,266 @@
+"""The ``omconnect`` command line.
+
+Exit codes (also in ``docs/cli.md``):
+
+====  =====================================================================
+0     success
+1     an unexpected internal error (a bug: the traceback goes to the log)
+2     usage error: unknown command or option, missing argument
+3     invalid configuration or argument (`ConfigError`): the key and reason
+4     not found (`NotFoundError`): an unknown namespace, queue or key
+5     retriable: the broker could not be reached or timed out
+6     fatal: corrupt data or another unrecoverable error
+====  =====================================================================
+
+Every user mistake prints one line to stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from omconnect.errors import (
+    ConfigError,
+    FatalError,
+    NotFoundError,
+    OmConnectError,
+    RetriableError,
+)
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_RETRIABLE, EXIT_FATAL = range(
+    7
+)
+DEFAULT_URL = "oms:embedded://127.0.0.1:9876/default"
+
+log = logging.getLogger("omconnect.cli")
+app = typer.Typer(
+    help="omconnect: an OpenMessaging Connect runtime on a bundled broker.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+queues_app = typer.Typer(help="Create, list and delete queues.", no_args_is_help=True)
+app.add_typer(queues_app, name="queues")
+
+UrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        "-u",
+        envvar="OMCONNECT_URL",
+        help="Access point, oms:<driver>://host:port/<namespace>; "
+        "oms:embedded://local/<ns>?data_dir=DIR runs the broker in this process.",
+    ),
+]
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The documented exit code for an error."""
+    if isinstance(error, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(error, NotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(error, RetriableError):
+        return EXIT_RETRIABLE
+    if isinstance(error, FatalError | OmConnectError):
+        return EXIT_FATAL
+    return EXIT_INTERNAL
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except OmConnectError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exit_code_for(exc)) from None
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_RETRIABLE) from None
+
+
+@contextmanager
+def _access_point(url: str) -> Iterator[Any]:
+    from omconnect.access_point import MessagingAccessPoint
+
+    with _user_errors(), MessagingAccessPoint.open(url) as ap:
+        yield ap
+
+
+@app.command()
+def broker(
+    data_dir: Annotated[Path, typer.Option(help="Where the commit log and indexes live.")] = Path(
+        "omconnect-data"
+    ),
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port of the broker protocol.")] = 9876,
+    flush_mode: Annotated[
+        str, typer.Option(help="async (page cache + interval) or sync (fsync before ack).")
+    ] = "async",
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve Prometheus /metrics on this port (0: off).")
+    ] = 0,
+) -> None:
+    """Run the bundled broker as a TCP server until SIGTERM or Ctrl-C."""
+    from omconnect.broker.broker import Broker
+    from omconnect.broker.config import BrokerConfig, StoreConfig
+    from omconnect.broker.server import BrokerServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with _user_errors():
+        if flush_mode not in ("async", "sync"):
+            raise ConfigError("--flush-mode", "must be 'async' or 'sync'")
+        config = BrokerConfig(
+            data_dir=data_dir, host=host, port=port, store=StoreConfig(flush_mode=flush_mode)
+        )
+        the_broker = Broker(config)
+        try:
+            if metrics_port:
+                from prometheus_client import start_http_server
+
+                start_http_server(metrics_port, addr=host, registry=the_broker.metrics_registry)
+            BrokerServer(the_broker, host=host, port=port).run()
+        finally:
+            the_broker.close()
+
+
+@queues_app.command("create")
+def queues_create(
+    name: str,
+    partitions: Annotated[int, typer.Option("--partitions", "-p", min=1)] = 1,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Create a queue (idempotent)."""
+    with _access_point(url) as ap:
+        info = ap.resources.create_queue(name, partitions)
+    typer.echo(f"{info.name}\t{info.partitions}")
+
+
+@queues_app.command("list")
+def queues_list(url: UrlOption = DEFAULT_URL) -> None:
+    """List the namespace's queues with their partition counts."""
+    with _access_point(url) as ap:
+        for info in ap.resources.list_queues():
+            typer.echo(f"{info.name}\t{info.partitions}")
+
+
+@queues_app.command("delete")
+def queues_delete(name: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Delete a queue."""
+    with _access_point(url) as ap:
+        ap.resources.delete_queue(name)
+
+
+@app.command()
+def produce(
+    queue: str,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Read lines from this file, not stdin.")
+    ] = None,
+    key: Annotated[str, typer.Option(help="Message key for every line (keeps order).")] = "",
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Send each input line (without its newline) as one message."""
+    from omconnect.message import Message
+
+    with _access_point(url) as ap:
+        ap.resources.queue_info(queue)  # fail before reading input
+        producer = ap.create_producer()
+        source = file.open("rb") if file is not None else sys.stdin.buffer
+        sent = 0
+        batch: list[Message] = []
+        with source:
+            for line in source:
+                batch.append(Message(line.rstrip(b"\r\n"), destination=queue, message_key=key))
+                if len(batch) >= 500:
+                    sent += len(producer.send_batch(batch))
+                    batch = []
+            if batch:
+                sent += len(producer.send_batch(batch))
+    typer.echo(f"sent {sent} messages to {queue}", err=True)
+
+
+@app.command()
+def consume(
+    queue: str,
+    group: Annotated[str, typer.Option(help="Consumer group (offsets are kept per group).")] = (
+        "omconnect-cli"
+    ),
+    from_beginning: Annotated[
+        bool,
+        typer.Option(
+            "--from-beginning",
+            help="Start at the oldest message if the group "
+            "has no committed offset (else at the newest).",
+        ),
+    ] = False,
+    max_messages: Annotated[int, typer.Option(help="Stop after this many (0: no limit).")] = 0,
+    idle_timeout_ms: Annotated[
+        int, typer.Option(help="Stop after this long without a message (0: never).")
+    ] = 0,
+    output: Annotated[str, typer.Option(help="raw (the body) or json (headers too).")] = "raw",
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Print a queue's messages to stdout, one per line, acking each."""
+    if output not in ("raw", "json"):
+        typer.echo("error: --output: must be 'raw' or 'json'", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    with _access_point(url) as ap:
+        start = "earliest" if from_beginning else "latest"
+        consumer = ap.create_pull_consumer(group, [queue], start_from=start)
+        count = 0
+        idle_since = time.monotonic()
+        try:
+            while not max_messages or count < max_messages:
+                want = 500 if not max_messages else min(500, max_messages - count)
+                messages = consumer.batch_receive(want, timeout_ms=200)
+                if not messages:
+                    if (
+                        idle_timeout_ms
+                        and (time.monotonic() - idle_since) * 1000 >= idle_timeout_ms
+                    ):
+                        break
+                    continue
+                idle_since = time.monotonic()
+                for message in messages:
+                    _print_message(message, output)
+                    consumer.ack(message)
+                count += len(messages)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+def _print_message(message: Any, output: str) -> None:
+    if output == "raw":
+        sys.stdout.buffer.write(message.body + b"\n")
+        return
+    record = {
+        **message.header_dict(),
+        "properties": message.properties,
+        "body": message.body.decode("utf-8", "backslashreplace"),
+    }
+    sys.stdout.write(json.dumps(record) + "\n")
+
+
+def main() -> None:
+    """Entry point of the ``omconnect`` script."""
+    try:
+        app()
+    except Exception:  # a bug: keep the traceback for the log, one line for the user
+        log.exception("internal error")
+        typer.echo("error: internal error (see the log above); please report it", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()
