@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,9 +19,11 @@ from omconnect.broker.kv import (
     SNAPSHOT,
     KvRecord,
     KvState,
+    KvStore,
     should_compact,
     validate_key,
 )
+from omconnect.broker.store import StoreConfig
 from omconnect.errors import CompactedError, ConfigError, CorruptDataError
 
 
@@ -354,3 +361,159 @@ def test_should_compact(
     records: int, live: int, factor: float, min_dead: int, expected: bool
 ) -> None:
     assert should_compact(records, live, factor, min_dead) is expected
+
+
+# -- the durable store -----------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self, now: int = 1_000_000) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+STORE_CONFIG = StoreConfig(segment_bytes=1 << 20)
+
+
+def open_kv(path: Path, clock: FakeClock, **kwargs: Any) -> KvStore:
+    return KvStore(path, STORE_CONFIG, clock, **kwargs)
+
+
+def test_writes_survive_reopen_and_revisions_continue(tmp_path: Path) -> None:
+    clock = FakeClock()
+    kv = open_kv(tmp_path, clock)
+    assert kv.put("ns", "a", b"1") == 1
+    assert kv.cas("ns", "b", b"2", 0) == 2
+    assert kv.cas("ns", "b", b"x", 0) is None
+    assert kv.put("ns", "a", b"3") == 3
+    assert kv.delete("ns", "b") is True
+    assert kv.delete("ns", "b") is False
+    kv.close()
+    kv = open_kv(tmp_path, clock)
+    assert kv.get("ns", "b") is None
+    a = kv.get("ns", "a")
+    assert a is not None and (a.value, a.revision, a.create_revision) == (b"3", 3, 1)
+    assert kv.put("ns", "c", b"") == 5  # the delete took revision 4
+    events, next_rev = kv.watch("ns", "", 1, 0)
+    assert [(e.kind, e.key, e.revision) for e in events] == [
+        ("put", "a", 1),
+        ("put", "b", 2),
+        ("put", "a", 3),
+        ("delete", "b", 4),
+        ("put", "c", 5),
+    ]
+    assert next_rev == 6
+    kv.close()
+
+
+def test_ttl_expires_on_the_clock_and_across_restart(tmp_path: Path) -> None:
+    clock = FakeClock()
+    kv = open_kv(tmp_path, clock)
+    kv.put("ns", "lease", b"w1", ttl_ms=500)
+    kv.put("ns", "long", b"w2", ttl_ms=5000)
+    lease = kv.get("ns", "lease")
+    assert lease is not None and lease.expires_at == clock.now + 500
+    clock.now += 499
+    assert kv.get("ns", "lease") is not None
+    clock.now += 1
+    assert kv.get("ns", "lease") is None
+    assert kv.cas("ns", "lease", b"w3", 0) is not None  # expired means absent
+    kv.close()
+    kv = open_kv(tmp_path, clock)
+    assert kv.get("ns", "long") is not None
+    clock.now += 5000
+    assert kv.expire() == 1  # "long"; the re-created "lease" has no TTL
+    assert [k.key for k in kv.list_prefix("ns", "")] == ["lease"]
+    events, _ = kv.watch("ns", "long", 1, 0)
+    assert [e.kind for e in events] == ["put", "delete"]
+    kv.close()
+
+
+@pytest.mark.parametrize("ttl", [-1, True, 1.5])
+def test_bad_ttl(tmp_path: Path, ttl: object) -> None:
+    kv = open_kv(tmp_path, FakeClock())
+    with pytest.raises(ConfigError):
+        kv.put("ns", "k", b"", ttl_ms=ttl)  # type: ignore[arg-type]
+    kv.close()
+
+
+def test_value_size_limit(tmp_path: Path) -> None:
+    kv = open_kv(tmp_path, FakeClock(), max_value_bytes=10)
+    kv.put("ns", "k", b"x" * 10)
+    with pytest.raises(ConfigError):
+        kv.put("ns", "k", b"x" * 11)
+    kv.close()
+
+
+def test_compaction_keeps_state_and_revisions_and_bounds_the_log(tmp_path: Path) -> None:
+    clock = FakeClock()
+    kv = open_kv(tmp_path, clock, compaction_factor=1.0, compaction_min_records=10)
+    kv.put("ns", "keep", b"k", ttl_ms=10_000)
+    for i in range(100):
+        kv.put("ns", "hot", str(i).encode())
+    kv.put("ns", "doomed", b"")
+    kv.delete("ns", "doomed")
+    generations = [p.name for p in tmp_path.glob("gen-*")]
+    assert len(generations) == 1 and generations != ["gen-00000001"]
+    assert (tmp_path / "CURRENT").read_text() == generations[0]
+    revision = kv.revision
+    assert revision == 103
+    # the watch history of this process survives compaction
+    events, _ = kv.watch("ns", "hot", 2, 0)
+    assert len(events) == 100
+    kv.close()
+    kv = open_kv(tmp_path, clock, compaction_factor=1.0, compaction_min_records=10)
+    assert kv.revision == revision
+    assert [(k.key, k.value) for k in kv.list_prefix("ns", "")] == [("hot", b"99"), ("keep", b"k")]
+    keep = kv.get("ns", "keep")
+    assert keep is not None and keep.revision == 1 and keep.expires_at == clock.now + 10_000
+    with pytest.raises(CompactedError):
+        kv.watch("ns", "", 2, 0)
+    assert kv.put("ns", "new", b"") == revision + 1
+    events, _ = kv.watch("ns", "", revision + 1, 0)
+    assert [e.key for e in events] == ["new"]
+    clock.now += 10_000
+    assert kv.get("ns", "keep") is None
+    kv.close()
+
+
+def test_interrupted_compaction_leftovers_are_removed(tmp_path: Path) -> None:
+    clock = FakeClock()
+    kv = open_kv(tmp_path, clock)
+    kv.put("ns", "k", b"v")
+    kv.close()
+    (tmp_path / "gen-00000002").mkdir()  # a compaction that never switched CURRENT
+    (tmp_path / "gen-00000002" / "junk").write_bytes(b"x")
+    kv = open_kv(tmp_path, clock)
+    assert not (tmp_path / "gen-00000002").exists()
+    assert kv.get("ns", "k") is not None
+    kv.close()
+
+
+def test_watch_long_poll_returns_when_a_write_arrives(tmp_path: Path) -> None:
+    kv = open_kv(tmp_path, FakeClock())
+    kv.put("ns", "other", b"")
+    timer = threading.Timer(0.2, lambda: kv.put("ns", "cfg/x", b"v"))
+    started = time.monotonic()
+    timer.start()
+    events, next_rev = kv.watch("ns", "cfg/", 0, 10_000)
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert [(e.key, e.value) for e in events] == [("cfg/x", b"v")]
+    assert next_rev == 3
+    assert 0.15 < elapsed < 5
+    started = time.monotonic()
+    assert kv.watch("ns", "cfg/", next_rev, 100) == ([], 3)  # times out empty
+    assert time.monotonic() - started >= 0.09
+    kv.close()
+
+
+def test_sync_flush_mode(tmp_path: Path) -> None:
+    kv = KvStore(tmp_path, StoreConfig(segment_bytes=1 << 20, flush_mode="sync"), FakeClock())
+    assert kv.put("ns", "k", b"v") == 1
+    kv.close()
+    kv = KvStore(tmp_path, StoreConfig(segment_bytes=1 << 20, flush_mode="sync"), FakeClock())
+    assert kv.get("ns", "k") is not None
+    kv.close()
