@@ -111,6 +111,33 @@ def verify(data: bytes | memoryview) -> int:
     return int(total)
 
 
+_EXPIRE_TIME_TAG = _TAG_OF["expire_time"]
+
+
+def peek_expire_time(data: bytes | memoryview) -> int:
+    """The ``expire_time`` header of one encoding (0 if unset), without building the
+    message: the header map is walked and other values skipped. No CRC check (the
+    broker calls it on bytes it has verified). `CorruptDataError` if the header does
+    not parse."""
+    view = memoryview(data)
+    if len(view) < PREFIX_SIZE:
+        raise CorruptDataError(f"message encoding too short: {len(view)} bytes")
+    header_len = _PREFIX.unpack_from(view)[3]
+    if header_len <= 1:  # an empty map: no headers at all
+        return 0
+    unpacker = msgpack.Unpacker(strict_map_key=False)
+    unpacker.feed(view[PREFIX_SIZE : PREFIX_SIZE + header_len])
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == _EXPIRE_TIME_TAG:
+                value = unpacker.unpack()
+                return value if isinstance(value, int) else 0
+            unpacker.skip()
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CorruptDataError(f"message headers do not parse: {exc}") from exc
+    return 0
+
+
 def split(data: bytes | memoryview) -> Iterator[memoryview]:
     """Yield each encoding from a buffer of concatenated encodings (no CRC check)."""
     view = memoryview(data)
