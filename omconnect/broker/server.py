@@ -38,6 +38,7 @@ from omconnect.broker.protocol import (
     DEFAULT_PORT,
     FLAG_RESPONSE,
     HEADER_SIZE,
+    Op,
     OpSpec,
     decode_header,
     decode_request,
@@ -263,7 +264,7 @@ class _Connection:
     def _execute(self, spec: OpSpec, args: list[Any], request_id: int) -> bytes:
         """Run one request against the api; return its response or error frame."""
         try:
-            result = getattr(self._api, spec.method)(*args)
+            result = None if spec.op is Op.PING else getattr(self._api, spec.method)(*args)
             return response_frame(spec, request_id, result)
         except OmConnectError as exc:
             return error_frame(request_id, exc)
