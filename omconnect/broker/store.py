@@ -261,7 +261,8 @@ class MessageStore:
             self._last_timestamp = max(self._last_timestamp, header.store_timestamp)
         end = log.end_position
         for key, cq in self._queues.items():
-            cq.truncate_at_position(end)
+            if checkpoint.position > end:  # the log lost bytes the checkpoint covered
+                cq.truncate_at_position(end)
             expected = checkpoint.queues.get(key, 0)
             if cq.next_offset < expected and checkpoint.position <= end:
                 # Its records are older than the commit log's oldest segment.
@@ -383,6 +384,11 @@ class MessageStore:
                 for i, (position, size) in enumerate(entries):
                     if size == 0:
                         continue  # a hole
+                    if not HEADER_SIZE <= size <= self._config.segment_bytes:
+                        raise CorruptDataError(
+                            f"index entry {offset + i} of queue {queue_id} partition "
+                            f"{partition} is corrupt (record size {size})"
+                        )
                     if chosen and total + size - HEADER_SIZE > max_bytes:
                         break
                     chosen.append((offset + i, position, size))
