@@ -247,6 +247,7 @@ class DelayedDelivery:
         self.changed = threading.Condition(self._lock)  # notified when the heap grows
         self._heap = DueHeap()
         self._tracker = ProgressTracker()
+        self._saved = (-1, -1)
         self._recover()
 
     def _recover(self) -> None:
@@ -334,11 +335,16 @@ class DelayedDelivery:
         with self._lock:
             return len(self._heap)
 
-    def save_progress(self) -> None:
-        """Record the restart point in the offset store (persisted with it)."""
+    def save_progress(self) -> bool:
+        """Record the restart point in the offset store (persisted with it); return
+        whether it moved since the last call."""
         with self._lock:
-            schedule, op = self._tracker.checkpoint()
-        self._offsets.commit(*PROGRESS_KEY, {0: schedule, 1: op})
+            checkpoint = self._tracker.checkpoint()
+            if checkpoint == self._saved:
+                return False
+            self._saved = checkpoint
+        self._offsets.commit(*PROGRESS_KEY, {0: checkpoint[0], 1: checkpoint[1]})
+        return True
 
     def run(self, stop: threading.Event, clock: Callable[[], int], tick_ms: int) -> None:
         """Deliver due messages until ``stop`` is set, sleeping until the next is due

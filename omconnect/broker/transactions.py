@@ -207,6 +207,7 @@ class TransactionLog:
         self._lock = threading.Lock()
         self._pending = PendingTransactions()
         self._tracker = ProgressTracker()
+        self._saved = (-1, -1)
         self._recover()
 
     def _recover(self) -> None:
@@ -332,8 +333,13 @@ class TransactionLog:
         with self._lock:
             return len(self._pending)
 
-    def save_progress(self) -> None:
-        """Record the restart point in the offset store (persisted with it)."""
+    def save_progress(self) -> bool:
+        """Record the restart point in the offset store (persisted with it); return
+        whether it moved since the last call."""
         with self._lock:
-            half, op = self._tracker.checkpoint()
-        self._offsets.commit(*PROGRESS_KEY, {0: half, 1: op})
+            checkpoint = self._tracker.checkpoint()
+            if checkpoint == self._saved:
+                return False
+            self._saved = checkpoint
+        self._offsets.commit(*PROGRESS_KEY, {0: checkpoint[0], 1: checkpoint[1]})
+        return True
