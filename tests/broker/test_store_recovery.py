@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -297,8 +298,8 @@ def test_a_corrupt_index_entry_fails_the_read_loudly(tmp_path: Path, opened):
         store.read(1, 0, 1, 10, 1 << 20)
     with open(tmp_path / "consumequeue" / "1" / "0" / segment_name(0), "r+b") as f:
         f.seek(16)
-        f.write(b"\x00" * 7 + b"\x01" + b"\x30" + b"\x00" * 7)  # a plausible wrong entry
-    with pytest.raises(CorruptDataError):
+        f.write(struct.pack("<QII", 0, HEADER_SIZE + 1, 0))  # a valid record, but offset 0's
+    with pytest.raises(CorruptDataError, match="position 0 "):
         store.read(1, 0, 1, 10, 1 << 20)
 
 
@@ -318,7 +319,10 @@ def test_a_dropped_queue_stays_dropped(tmp_path: Path, opened):
     assert store.append(2, 0, [b"new life"]).first_offset == 0
     crashed = crash_copy(tmp_path / "src", tmp_path / "crashed")
     store.close()
-    for path in (tmp_path / "src", crashed):
+    # Rebuilding another queue's index rescans the whole log: still not resurrected.
+    rescanned = crash_copy(tmp_path / "src", tmp_path / "rescanned")
+    shutil.rmtree(rescanned / "consumequeue" / "1")
+    for path in (tmp_path / "src", crashed, rescanned):
         again = open_store(opened, path, small())
         assert read_all(again, 2, 0) == [(0, b"new life")]
         assert read_all(again, 1, 0) == [(0, b"keep")]
