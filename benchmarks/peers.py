@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import queue
@@ -104,7 +103,10 @@ class LatencyRecorder:
             return LatencySummary(0, 0.0, 0.0, 0.0, 0.0)
 
         def rank(percent: float) -> float:
-            index = max(0, math.ceil(percent / 100.0 * len(ordered)) - 1)
+            # Nearest rank ceil(p/100 * n) in integers (thousandths of a percent),
+            # so that float rounding cannot move p99.9 of 1000 samples to the max.
+            scaled = round(percent * 1000)
+            index = max(0, -(-scaled * len(ordered) // 100_000) - 1)
             return ordered[index] / 1000.0
 
         return LatencySummary(len(ordered), rank(50), rank(99), rank(99.9), ordered[-1] / 1000.0)
@@ -279,6 +281,8 @@ def _run_processes(
         drain = max(_MIN_DRAIN_S, workload.duration_s) + _SETUP_TIMEOUT_S
         consumer_reports = _collect(control.reports, processes, workload.consumers, drain)
     finally:
+        # On an error the consumers are still waiting for the producers: release them.
+        control.producers_done.set()
         for process in processes:
             process.join(timeout=10)
             if process.is_alive():
