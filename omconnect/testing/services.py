@@ -143,16 +143,28 @@ class ServerProcess:
         self.stop()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the starting thread dies (Linux only).
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec function that makes the child get SIGTERM when the thread that started
+    it dies (Linux's PR_SET_PDEATHSIG), so a killed test run leaves no servers behind.
 
-    So a crashed or killed test run does not leave servers behind.
+    libc is loaded here, in the parent: the hook that runs in the forked child only
+    makes the system call (no imports, no locks). None where prctl is unavailable.
     """
+    if sys.platform != "linux":
+        return None
     import ctypes
 
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
     pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    sigterm = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return hook
 
 
 def start_server(
@@ -177,6 +189,7 @@ def start_server(
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
+    preexec = _die_with_parent_hook()
     last_error = ""
     for _attempt in range(_START_ATTEMPTS):
         port = free_port(host)
@@ -188,7 +201,7 @@ def start_server(
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=preexec,
             )
         server = ServerProcess(name, host, port, workdir, log_path, argv, process)
         deadline = time.monotonic() + timeout
