@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omconnect.errors import OmConnectError
+
 LOOPBACK = "127.0.0.1"
 
 # Debian puts some servers in sbin (nats-server, mariadbd), which is not on every PATH.
@@ -37,7 +39,7 @@ _EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _START_ATTEMPTS = 3
 
 
-class ServiceNotInstalled(RuntimeError):
+class ServiceNotInstalled(OmConnectError, RuntimeError):
     """The server's binary is not on this machine; `install_hint` says how to get it."""
 
     def __init__(self, binary: str, install_hint: str) -> None:
@@ -46,7 +48,7 @@ class ServiceNotInstalled(RuntimeError):
         super().__init__(f"{binary} not found on PATH; install it with: {install_hint}")
 
 
-class ServiceStartError(RuntimeError):
+class ServiceStartError(OmConnectError, RuntimeError):
     """A server did not become ready in time, or exited while starting.
 
     The message includes the command line and the tail of the server's output.
