@@ -30,6 +30,7 @@ run concurrently with appends and reads.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import threading
@@ -98,39 +99,70 @@ def encode_batch(
     payloads: Sequence[bytes],
     position: int,
     segment_bytes: int,
-) -> tuple[list[tuple[int, bytes]], list[int]]:
+) -> tuple[list[tuple[int, bytes]], list[int], list[int]]:
     """Lay ``payloads`` out as records from physical ``position`` on.
 
     Returns the writes ``[(position, bytes)]`` (one per segment touched, in order) and
-    each record's position. A record that does not fit in the rest of its segment
-    starts the next one. Every record must fit in an empty segment (caller checks).
+    each record's position and size. A record that does not fit in the rest of its
+    segment starts the next one. Every record must fit in an empty segment (the
+    caller checks).
     """
-    writes: list[tuple[int, bytes]] = []
-    positions: list[int] = []
-    parts: list[bytes] = []
-    chunk_start = position
+    sizes = [HEADER_SIZE + len(p) for p in payloads]
     seg_end = position - position % segment_bytes + segment_bytes
-    pack_tail = _TAIL.pack
-    pack_prefix = _PREFIX.pack
-    add_part = parts.append
-    add_position = positions.append
-    for offset, payload in enumerate(payloads, first_offset):
-        size = HEADER_SIZE + len(payload)
+    if position + sum(sizes) <= seg_end:  # the common case: one run, no roll
+        positions = list(itertools.accumulate(sizes, initial=position))
+        positions.pop()
+        data = _encode_run(queue_id, partition, first_offset, store_timestamp, payloads, sizes)
+        return [(position, data)], positions, sizes
+    positions = []
+    runs: list[tuple[int, int, int]] = []  # (first index, end index, start position)
+    run_first, run_start = 0, position
+    for i, size in enumerate(sizes):
         if position + size > seg_end:
-            if parts:
-                writes.append((chunk_start, b"".join(parts)))
-                parts.clear()
-            chunk_start = position = seg_end
+            if i > run_first:
+                runs.append((run_first, i, run_start))
+            run_first, run_start = i, seg_end
+            position = seg_end
             seg_end += segment_bytes
-        tail = pack_tail(MAGIC, queue_id, partition, offset, store_timestamp)
-        add_part(pack_prefix(size, _crc(payload, _crc(tail))))
-        add_part(tail)
-        add_part(payload)
-        add_position(position)
+        positions.append(position)
         position += size
-    if parts:
-        writes.append((chunk_start, b"".join(parts)))
-    return writes, positions
+    runs.append((run_first, len(sizes), run_start))
+    writes = [
+        (
+            start,
+            _encode_run(
+                queue_id, partition, first_offset + a, store_timestamp, payloads[a:b], sizes[a:b]
+            ),
+        )
+        for a, b, start in runs
+    ]
+    return writes, positions, sizes
+
+
+def _encode_run(
+    queue_id: int,
+    partition: int,
+    first_offset: int,
+    store_timestamp: int,
+    payloads: Sequence[bytes],
+    sizes: Sequence[int],
+) -> bytes:
+    """Consecutive records as one bytes object (built with C-level iteration)."""
+    repeat = itertools.repeat
+    n = len(payloads)
+    tails = list(
+        map(
+            _TAIL.pack,
+            repeat(MAGIC, n),
+            repeat(queue_id, n),
+            repeat(partition, n),
+            range(first_offset, first_offset + n),
+            repeat(store_timestamp, n),
+        )
+    )
+    crcs = map(_crc, payloads, map(_crc, tails))
+    prefixes = map(_PREFIX.pack, sizes, crcs)
+    return b"".join(itertools.chain.from_iterable(zip(prefixes, tails, payloads, strict=True)))
 
 
 def segment_name(start: int) -> str:
@@ -220,14 +252,15 @@ class CommitLog:
         first_offset: int,
         store_timestamp: int,
         payloads: Sequence[bytes],
-    ) -> list[int]:
-        """Write one record per payload at the end of the log; return their positions.
+    ) -> tuple[list[int], list[int]]:
+        """Write one record per payload at the end of the log; return their positions
+        and sizes.
 
         The bytes are in the page cache when this returns (not fsynced). On a write
         error the log's end does not move, so the next append overwrites the partial
         bytes.
         """
-        writes, positions = encode_batch(
+        writes, positions, sizes = encode_batch(
             queue_id,
             partition,
             first_offset,
@@ -244,7 +277,7 @@ class CommitLog:
             segment.size = position - segment.start + len(data)
             self._end = position + len(data)
             self.bytes_written += len(data)
-        return positions
+        return positions, sizes
 
     def _roll(self, start: int) -> _Segment:
         segment = _Segment(self.directory / segment_name(start), start)

@@ -327,8 +327,10 @@ class MessageStore:
             self._last_timestamp = timestamp
             start = self._log.end_position
             try:
-                positions = self._log.append_batch(queue_id, partition, first, timestamp, payloads)
-                cq.append(positions, [HEADER_SIZE + len(p) for p in payloads])
+                positions, sizes = self._log.append_batch(
+                    queue_id, partition, first, timestamp, payloads
+                )
+                cq.append(positions, sizes)
             except OSError as exc:
                 cq.truncate(first)
                 self._log.truncate(start)

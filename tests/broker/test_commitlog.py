@@ -63,7 +63,8 @@ def test_decode_header_at_an_offset_inside_a_buffer():
 
 def test_batch_rolls_whole_records_into_the_next_segment():
     payloads = [bytes([i]) * 30 for i in range(10)]  # records of 63 bytes
-    writes, positions = encode_batch(5, 1, 100, 9, payloads, position=150, segment_bytes=200)
+    writes, positions, sizes = encode_batch(5, 1, 100, 9, payloads, position=150, segment_bytes=200)
+    assert sizes == [63] * 10
     # segment 0 has room for 0 records after 150+63>200? 150+63=213 > 200: roll at once
     assert positions[0] == 200
     assert [p for p, _ in writes] == [200, 400, 600, 800]
@@ -77,8 +78,31 @@ def test_batch_rolls_whole_records_into_the_next_segment():
     assert sum(len(d) for _, d in writes) == 10 * 63
 
 
+@given(
+    st.lists(st.integers(0, 60), min_size=1, max_size=30),
+    st.integers(0, 1000),
+    st.integers(HEADER_SIZE + 60, 300),
+)
+def test_batch_matches_record_by_record_layout(lengths: list[int], start: int, segment: int):
+    payloads = [bytes([n]) * n for n in lengths]
+    writes, positions, sizes = encode_batch(3, 4, 10, 99, payloads, start, segment)
+    expected: dict[int, bytearray] = {}  # segment start -> bytes from the first write
+    position = start
+    for i, payload in enumerate(payloads):
+        record = encode_record(3, 4, 10 + i, 99, payload)
+        if position // segment != (position + len(record) - 1) // segment:
+            position = (position // segment + 1) * segment
+        assert positions[i] == position and sizes[i] == len(record)
+        seg = position - position % segment
+        expected.setdefault(seg, bytearray()).extend(record)
+        position += len(record)
+    assert [len(d) for _, d in writes] == [len(b) for b in expected.values()]
+    assert b"".join(d for _, d in writes) == b"".join(expected.values())
+    assert writes[0][0] == positions[0] and all(p % segment == 0 for p, _ in writes[1:])
+
+
 def test_batch_that_fits_is_one_write():
-    writes, positions = encode_batch(0, 0, 0, 0, [b"x"] * 100, position=0, segment_bytes=1 << 20)
+    writes, positions, _ = encode_batch(0, 0, 0, 0, [b"x"] * 100, position=0, segment_bytes=1 << 20)
     assert len(writes) == 1
     assert positions == [i * (HEADER_SIZE + 1) for i in range(100)]
 
@@ -88,7 +112,7 @@ def test_append_and_read_across_rolls_then_reopen(tmp_path: Path):
     all_positions = []
     for batch in range(20):
         payloads = [bytes([batch, i]) * (1 + (batch * 7 + i) % 40) for i in range(3)]
-        positions = log.append_batch(2, 0, batch * 3, 1000 + batch, payloads)
+        positions, _ = log.append_batch(2, 0, batch * 3, 1000 + batch, payloads)
         for position, payload in zip(positions, payloads, strict=True):
             all_positions.append((position, payload))
     assert len(os.listdir(tmp_path)) > 5
@@ -158,7 +182,7 @@ def test_truncate_to_an_empty_last_segment_removes_it(tmp_path: Path):
     assert log.end_position == 133
     assert sorted(os.listdir(tmp_path)) == [segment_name(0)]
     # The next (small) record goes after the first, where a recovery scan looks for it.
-    assert log.append_batch(0, 0, 1, 1, [b"z"]) == [133]
+    assert log.append_batch(0, 0, 1, 1, [b"z"]) == ([133], [34])
     log.close()
     log = CommitLog(tmp_path, segment_bytes=200)
     assert [r.header.queue_offset for r in log.scan(0)] == [0, 1]
