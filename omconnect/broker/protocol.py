@@ -318,11 +318,16 @@ def _is_bytes(v: Any) -> bool:
 
 
 def _is_bytes_list(v: Any) -> bool:
-    return type(v) is list and all(type(m) is bytes for m in v)
+    # set(map(type, ...)) runs in C: no Python work per message on the append path.
+    return type(v) is list and (not v or set(map(type, v)) == _BYTES_ONLY)
 
 
 def _is_int_list(v: Any) -> bool:
-    return type(v) is list and all(type(m) is int for m in v)
+    return type(v) is list and (not v or set(map(type, v)) == _INT_ONLY)
+
+
+_BYTES_ONLY = {bytes}
+_INT_ONLY = {int}
 
 
 def _is_offsets(v: Any) -> bool:

@@ -28,7 +28,6 @@ import signal
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 from omconnect.broker.api import BrokerApi
@@ -82,7 +81,7 @@ class BrokerServer:
         self._port = 0
         self._server: asyncio.Server | None = None
         self._stopped: asyncio.Event | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: dict[_Connection, asyncio.Task[Any] | None] = {}
         self.poll_pool: ThreadPoolExecutor | None = None
         self.write_pool: ThreadPoolExecutor | None = None
 
@@ -121,6 +120,9 @@ class BrokerServer:
         self._server.close()
         for connection in list(self._connections):
             connection.close()
+        tasks = [t for t in self._connections.values() if t is not None]
+        if tasks:  # let each connection see its end before the loop goes away
+            await asyncio.wait(tasks, timeout=5)
         if self.poll_pool is not None:
             self.poll_pool.shutdown(wait=False, cancel_futures=True)
         if self.write_pool is not None:
@@ -144,11 +146,11 @@ class BrokerServer:
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = _Connection(self, reader, writer)
-        self._connections.add(connection)
+        self._connections[connection] = asyncio.current_task()
         try:
             await connection.serve()
         finally:
-            self._connections.discard(connection)
+            self._connections.pop(connection, None)
 
 
 class _Connection:
@@ -166,7 +168,8 @@ class _Connection:
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._closed = False
-        self._lanes: dict[tuple[Any, ...], deque[_Job]] = {}
+        self._lanes: dict[tuple[Any, ...], deque[_Job]] = {}  # writes waiting, per lane
+        self._lane_lock = threading.Lock()
         self._in_flight = 0
         self._room = asyncio.Event()
         self._room.set()
@@ -211,7 +214,8 @@ class _Connection:
             return
         self._flush()
         self._closed = True
-        self._lanes.clear()
+        with self._lane_lock:
+            self._lanes.clear()
         self._room.set()
         self._writer.close()
 
@@ -223,43 +227,55 @@ class _Connection:
             self._respond(self._execute(spec, args, request_id))
             return
         self._in_flight += 1
+        job = (spec, args, request_id)
         if spec.lane:
             key = tuple(args[i] for i in spec.lane)
-            lane = self._lanes.get(key)
-            if lane is not None:
-                lane.append((spec, args, request_id))
-                return
-            self._lanes[key] = deque()
-            self._submit(self._server.write_pool, (spec, args, request_id), key)
+            with self._lane_lock:
+                lane = self._lanes.get(key)
+                if lane is not None:  # a worker is running this lane: it will take the job
+                    lane.append(job)
+                    return
+                self._lanes[key] = deque()
+            self._submit(self._server.write_pool, self._run_lane, key, job)
         elif execution == "write":
-            self._submit(self._server.write_pool, (spec, args, request_id), None)
+            self._submit(self._server.write_pool, self._run_one, job)
         else:
-            self._submit(self._server.poll_pool, (spec, args, request_id), None)
+            self._submit(self._server.poll_pool, self._run_one, job)
 
-    def _submit(
-        self, pool: ThreadPoolExecutor | None, job: _Job, lane_key: tuple[Any, ...] | None
-    ) -> None:
-        try:
-            future = self._loop.run_in_executor(pool, self._execute, *job)
-        except RuntimeError:  # the pool is shut down: the server is stopping
+    def _submit(self, pool: ThreadPoolExecutor | None, fn: Any, *args: Any) -> None:
+        if pool is None:
             self.close()
             return
-        future.add_done_callback(partial(self._on_done, lane_key))
+        try:
+            pool.submit(fn, *args)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            self.close()
 
-    def _on_done(self, lane_key: tuple[Any, ...] | None, future: asyncio.Future[bytes]) -> None:
+    def _run_one(self, job: _Job) -> None:
+        """In a pool thread: run one request, hand its response to the loop."""
+        self._post(self._execute(*job))
+
+    def _run_lane(self, key: tuple[Any, ...], job: _Job) -> None:
+        """In a write-pool thread: run ``job``, then every job queued behind it on the
+        same lane, in order; one thread hop for a whole pipelined run of appends."""
+        while True:
+            self._post(self._execute(*job))
+            with self._lane_lock:
+                lane = self._lanes.get(key)
+                if not lane:
+                    self._lanes.pop(key, None)
+                    return
+                job = lane.popleft()
+
+    def _post(self, frame: bytes) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
+            self._loop.call_soon_threadsafe(self._on_done, frame)
+
+    def _on_done(self, frame: bytes) -> None:
         self._in_flight -= 1
         if self._in_flight < MAX_IN_FLIGHT:
             self._room.set()
-        if future.cancelled():
-            self.close()
-            return
-        self._respond(future.result())
-        if lane_key is not None:
-            lane = self._lanes.get(lane_key)
-            if lane:
-                self._submit(self._server.write_pool, lane.popleft(), lane_key)
-            elif lane is not None:
-                del self._lanes[lane_key]
+        self._respond(frame)
 
     def _execute(self, spec: OpSpec, args: list[Any], request_id: int) -> bytes:
         """Run one request against the api; return its response or error frame."""
