@@ -108,8 +108,9 @@ class FlushService:
         self, position: int, callback: DurableCallback, on_error: ErrorCallback | None = None
     ) -> None:
         """Call ``callback`` once ``position`` is durable (at once in async mode or if
-        it already is), from the flush thread. If fsync fails, ``on_error`` is called
-        with the error instead (if given)."""
+        it already is), from the thread whose fsync made it durable (the flush thread,
+        or a caller of `flush`). If fsync fails, ``on_error`` is called with the error
+        instead (if given). Callbacks must be quick and must not block."""
         with self._cond:
             error = self._error
             pending = self._mode == "sync" and error is None and self._durable < position

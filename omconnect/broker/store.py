@@ -138,6 +138,7 @@ class Checkpoint:
     position: int
     queues: dict[tuple[int, int], int] = field(default_factory=dict)
     dropped: dict[int, int] = field(default_factory=dict)
+    segment_bytes: int = 0  # the commit log's segment size; 0 if unknown
 
     def encode(self) -> bytes:
         """JSON bytes."""
@@ -146,6 +147,7 @@ class Checkpoint:
             "position": self.position,
             "queues": [[q, p, n] for (q, p), n in sorted(self.queues.items())],
             "dropped": [[q, pos] for q, pos in sorted(self.dropped.items())],
+            "segment_bytes": self.segment_bytes,
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -160,6 +162,7 @@ class Checkpoint:
                 int(body["position"]),
                 {(int(q), int(p)): int(n) for q, p, n in body["queues"]},
                 {int(q): int(pos) for q, pos in body["dropped"]},
+                int(body.get("segment_bytes", 0)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -210,8 +213,17 @@ class MessageStore:
         self._messages_written = 0
         self._closed = False
         self._dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = None
+        if self._checkpoint_path.exists():
+            checkpoint = Checkpoint.decode(self._checkpoint_path.read_bytes())
+        if checkpoint and checkpoint.segment_bytes not in (0, config.segment_bytes):
+            raise ConfigError(
+                "segment_bytes",
+                f"the data in {self._dir} was written with segment_bytes="
+                f"{checkpoint.segment_bytes}; open it with that value",
+            )
         self._log = CommitLog(self._dir / "commitlog", config.segment_bytes)
-        self._recover()
+        self._recover(checkpoint)
         self._flusher = FlushService(
             self._log.sync,
             lambda: self._log.end_position,
@@ -226,11 +238,8 @@ class MessageStore:
 
     # -- recovery --------------------------------------------------------------------
 
-    def _recover(self) -> None:
+    def _recover(self, checkpoint: Checkpoint | None) -> None:
         log = self._log
-        checkpoint = None
-        if self._checkpoint_path.exists():
-            checkpoint = Checkpoint.decode(self._checkpoint_path.read_bytes())
         if checkpoint is None:  # nothing known complete: rebuild every index
             shutil.rmtree(self._cq_root, ignore_errors=True)
             checkpoint = Checkpoint(log.min_position)
@@ -497,6 +506,7 @@ class MessageStore:
                     self._log.end_position,
                     {key: cq.next_offset for key, cq in self._queues.items()},
                     dict(self._dropped),
+                    self._config.segment_bytes,
                 )
                 queues = list(self._queues.values())
             self._flusher.flush()

@@ -14,7 +14,7 @@ import pytest
 
 from omconnect.broker.commitlog import HEADER_SIZE, segment_name
 from omconnect.broker.store import Checkpoint, MessageStore, StoreConfig, segments_to_delete
-from omconnect.errors import CorruptDataError, MessageTooLargeError, TimeoutError_
+from omconnect.errors import ConfigError, CorruptDataError, MessageTooLargeError, TimeoutError_
 
 NO_TIMERS = {"checkpoint_interval_ms": 3_600_000, "flush_interval_ms": 3_600_000}
 
@@ -303,8 +303,16 @@ def test_a_corrupt_index_entry_fails_the_read_loudly(tmp_path: Path, opened):
         store.read(1, 0, 1, 10, 1 << 20)
 
 
+def test_reopening_with_another_segment_size_is_refused(tmp_path: Path, opened):
+    store = open_store(opened, tmp_path, small(segment_bytes=400))
+    store.append(1, 0, [b"a"])
+    store.close()
+    with pytest.raises(ConfigError, match="segment_bytes=400"):
+        MessageStore(tmp_path, small(segment_bytes=800))
+
+
 def test_checkpoint_encoding():
-    checkpoint = Checkpoint(1234, {(1, 0): 5, (2, 3): 7}, {9: 100})
+    checkpoint = Checkpoint(1234, {(1, 0): 5, (2, 3): 7}, {9: 100}, 4096)
     assert Checkpoint.decode(checkpoint.encode()) == checkpoint
     for bad in (b"", b"{", b'{"version": 2}', b'{"version": 1, "position": "x"}', b"[1]"):
         assert Checkpoint.decode(bad) is None
@@ -489,7 +497,7 @@ def test_flush_writes_a_checkpoint_covering_everything(tmp_path: Path, opened):
     end = store.append(1, 1, [b"c"]).end_position
     store.flush()
     checkpoint = Checkpoint.decode((tmp_path / "checkpoint").read_bytes())
-    assert checkpoint == Checkpoint(end, {(1, 0): 2, (1, 1): 1}, {})
+    assert checkpoint == Checkpoint(end, {(1, 0): 2, (1, 1): 1}, {}, 400)
     assert store.durable_position == end
     stats = store.stats()
     assert stats.messages_written == 3 and stats.bytes_written == end
