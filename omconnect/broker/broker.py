@@ -74,26 +74,33 @@ class Broker(BrokerApi):
         self._store = MessageStore(data_dir, config.internal_store_config(), clock)
         self._store.add_append_listener(self._on_append)
         self.metrics = BrokerMetrics(self)
-        self._kv = KvStore(
-            data_dir / "kv",
-            config.kv_store_config(),
-            clock,
-            history_limit=config.kv_history_limit,
-            compaction_factor=config.kv_compaction_factor,
-            compaction_min_records=config.kv_compaction_min_records,
-            max_value_bytes=config.kv_max_value_bytes,
-        )
-        self._delay = DelayedDelivery(
-            self._store, self._offsets, self._metadata.by_id, self._append_lock, self._count_in
-        )
-        self._transactions = TransactionLog(
-            self._store,
-            self._offsets,
-            self._metadata.by_id,
-            self._append_lock,
-            config.transaction_check_interval_ms,
-            self._count_in,
-        )
+        try:  # a failed open must not leave the store's threads and files behind
+            self._kv = KvStore(
+                data_dir / "kv",
+                config.kv_store_config(),
+                clock,
+                history_limit=config.kv_history_limit,
+                compaction_factor=config.kv_compaction_factor,
+                compaction_min_records=config.kv_compaction_min_records,
+                max_value_bytes=config.kv_max_value_bytes,
+            )
+            self._delay = DelayedDelivery(
+                self._store, self._offsets, self._metadata.by_id, self._append_lock, self._count_in
+            )
+            self._transactions = TransactionLog(
+                self._store,
+                self._offsets,
+                self._metadata.by_id,
+                self._append_lock,
+                config.transaction_check_interval_ms,
+                self._count_in,
+            )
+        except BaseException:
+            kv = getattr(self, "_kv", None)
+            if kv is not None:
+                kv.close()
+            self._store.close()
+            raise
         self._threads = [
             self._periodic("kv-ttl", config.ttl_check_interval_ms, self._kv.expire),
             self._periodic("retention", config.retention_check_interval_ms, self._retention),

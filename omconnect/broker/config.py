@@ -19,6 +19,8 @@ from omconnect.broker.commitlog import HEADER_SIZE
 from omconnect.broker.store import StoreConfig
 from omconnect.errors import ConfigError
 
+__all__ = ["INTERNAL_RECORD_OVERHEAD", "MAX_TRANSACTION_ID_LENGTH", "BrokerConfig", "StoreConfig"]
+
 # Room for the wrapper the broker puts around a message in its internal queues
 # (transaction id up to 1024 characters, names up to 200, a few integers).
 INTERNAL_RECORD_OVERHEAD = 4096

@@ -192,13 +192,13 @@ def redo_lost(
     with append_lock:
         for queue_id, partition, present in short:
             missing = batches.get((queue_id, partition), [])[present:]
-            log.warning(
-                "a crash lost %d relayed messages to queue %d/%d: appending them again",
-                len(missing),
-                queue_id,
-                partition,
-            )
-            if missing:
+            if missing:  # none: the queue was deleted since
+                log.warning(
+                    "a crash lost %d relayed messages to queue %d/%d: appending them again",
+                    len(missing),
+                    queue_id,
+                    partition,
+                )
                 store.append(queue_id, partition, missing)
                 redone += len(missing)
     return redone

@@ -337,7 +337,10 @@ class KvStore:
         directory.mkdir(parents=True, exist_ok=True)
         current = directory / _CURRENT
         if current.exists():
-            self._generation = int(current.read_text().strip().removeprefix("gen-"))
+            name = current.read_text().strip()
+            if not name.startswith("gen-") or not name[4:].isdigit():
+                raise CorruptDataError(f"{current} does not name a kv generation: {name!r}")
+            self._generation = int(name[4:])
         else:
             self._generation = 1
             write_file_atomically(current, _generation_name(1).encode())

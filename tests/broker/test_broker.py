@@ -518,3 +518,38 @@ def test_metrics(broker: Broker) -> None:
     assert registry.get_sample_value("omconnect_broker_kv_keys") == 1
     assert (registry.get_sample_value("omconnect_broker_store_size_bytes") or 0) > 0
     assert registry.get_sample_value("omconnect_broker_flushes_total") is not None
+
+
+def test_a_failed_open_reports_corruption_and_releases_the_store(harness: Harness) -> None:
+    broker = harness.open()
+    broker.create_queue("ns", "q", 1)
+    broker.append("ns", "q", 0, [msg(b"kept")])
+    broker.close()
+    current = harness.path / "kv" / "CURRENT"
+    good = current.read_bytes()
+    current.write_text("garbage")
+    with pytest.raises(CorruptDataError):
+        harness.open()
+    current.write_bytes(good)
+    broker = harness.open()
+    assert bodies(broker.read("ns", "q", 0, 0, 10, 0)) == [b"kept"]
+
+
+def test_retention_thread_removes_old_segments(harness: Harness) -> None:
+    store = StoreConfig(
+        segment_bytes=(64 << 10) + 8192, max_message_bytes=64 << 10, retention_ms=1000
+    )
+    broker = harness.open(store=store, retention_check_interval_ms=20)
+    broker.create_queue("ns", "q", 1)
+    big = b"x" * (40 << 10)
+    broker.append("ns", "q", 0, [msg(big + b"0")])
+    broker.append("ns", "q", 0, [msg(big + b"1")])  # rolls to a second segment
+    broker.append("ns", "q", 0, [msg(big + b"2")])  # and a third
+    harness.clock.now += 1001
+    deadline = time.monotonic() + 5
+    while broker.offset_range("ns", "q", 0)[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first, end = broker.offset_range("ns", "q", 0)
+    assert 0 < first < end == 3
+    result = broker.read("ns", "q", 0, 0, 10, 0)  # below the first retained: reads from it
+    assert result.messages[0].offset == first

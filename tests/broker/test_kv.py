@@ -517,3 +517,9 @@ def test_sync_flush_mode(tmp_path: Path) -> None:
     kv = KvStore(tmp_path, StoreConfig(segment_bytes=1 << 20, flush_mode="sync"), FakeClock())
     assert kv.get("ns", "k") is not None
     kv.close()
+
+
+def test_corrupt_current_file(tmp_path: Path) -> None:
+    (tmp_path / "CURRENT").write_text("gen-x")
+    with pytest.raises(CorruptDataError):
+        open_kv(tmp_path, FakeClock())
