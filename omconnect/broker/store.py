@@ -139,6 +139,7 @@ class Checkpoint:
     queues: dict[tuple[int, int], int] = field(default_factory=dict)
     dropped: dict[int, int] = field(default_factory=dict)
     segment_bytes: int = 0  # the commit log's segment size; 0 if unknown
+    timestamp: int = 0  # the newest store timestamp (they never go backwards)
 
     def encode(self) -> bytes:
         """JSON bytes."""
@@ -148,6 +149,7 @@ class Checkpoint:
             "queues": [[q, p, n] for (q, p), n in sorted(self.queues.items())],
             "dropped": [[q, pos] for q, pos in sorted(self.dropped.items())],
             "segment_bytes": self.segment_bytes,
+            "timestamp": self.timestamp,
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -163,6 +165,7 @@ class Checkpoint:
                 {(int(q), int(p)): int(n) for q, p, n in body["queues"]},
                 {int(q): int(pos) for q, pos in body["dropped"]},
                 int(body.get("segment_bytes", 0)),
+                int(body.get("timestamp", 0)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -244,6 +247,7 @@ class MessageStore:
             shutil.rmtree(self._cq_root, ignore_errors=True)
             checkpoint = Checkpoint(log.min_position)
         self._dropped = {q: p for q, p in checkpoint.dropped.items() if p > log.min_position}
+        self._last_timestamp = checkpoint.timestamp
         scan_start = max(checkpoint.position, log.min_position)
         for key in self._queue_dirs():
             expected = checkpoint.queues.get(key)
@@ -507,6 +511,7 @@ class MessageStore:
                     {key: cq.next_offset for key, cq in self._queues.items()},
                     dict(self._dropped),
                     self._config.segment_bytes,
+                    self._last_timestamp,
                 )
                 queues = list(self._queues.values())
             self._flusher.flush()

@@ -303,6 +303,19 @@ def test_a_corrupt_index_entry_fails_the_read_loudly(tmp_path: Path, opened):
         store.read(1, 0, 1, 10, 1 << 20)
 
 
+def test_store_timestamps_never_go_backwards(tmp_path: Path, opened):
+    clock = Clock(5_000)
+    store = open_store(opened, tmp_path, small(), clock=clock)
+    assert store.append(1, 0, [b"a"]).store_timestamp == 5_000
+    clock.now = 4_000
+    assert store.append(1, 0, [b"b"]).store_timestamp == 5_000
+    store.close()
+    again = open_store(opened, tmp_path, small(), clock=clock)
+    assert again.append(1, 0, [b"c"]).store_timestamp == 5_000
+    clock.now = 6_000
+    assert again.append(1, 0, [b"d"]).store_timestamp == 6_000
+
+
 def test_reopening_with_another_segment_size_is_refused(tmp_path: Path, opened):
     store = open_store(opened, tmp_path, small(segment_bytes=400))
     store.append(1, 0, [b"a"])
@@ -312,7 +325,7 @@ def test_reopening_with_another_segment_size_is_refused(tmp_path: Path, opened):
 
 
 def test_checkpoint_encoding():
-    checkpoint = Checkpoint(1234, {(1, 0): 5, (2, 3): 7}, {9: 100}, 4096)
+    checkpoint = Checkpoint(1234, {(1, 0): 5, (2, 3): 7}, {9: 100}, 4096, 1_700_000_000_000)
     assert Checkpoint.decode(checkpoint.encode()) == checkpoint
     for bad in (b"", b"{", b'{"version": 2}', b'{"version": 1, "position": "x"}', b"[1]"):
         assert Checkpoint.decode(bad) is None
@@ -492,12 +505,12 @@ def test_async_mode_does_not_wait(tmp_path: Path, opened, monkeypatch):
 
 
 def test_flush_writes_a_checkpoint_covering_everything(tmp_path: Path, opened):
-    store = open_store(opened, tmp_path, small())
+    store = open_store(opened, tmp_path, small(), clock=Clock())
     store.append(1, 0, [b"a", b"b"])
     end = store.append(1, 1, [b"c"]).end_position
     store.flush()
     checkpoint = Checkpoint.decode((tmp_path / "checkpoint").read_bytes())
-    assert checkpoint == Checkpoint(end, {(1, 0): 2, (1, 1): 1}, {}, 400)
+    assert checkpoint == Checkpoint(end, {(1, 0): 2, (1, 1): 1}, {}, 400, 1_000_000)
     assert store.durable_position == end
     stats = store.stats()
     assert stats.messages_written == 3 and stats.bytes_written == end
