@@ -7,15 +7,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgpack
 import pytest
-from memory_broker import MemoryBroker
 
 from omconnect import codec
 from omconnect.broker.aio_client import AsyncBrokerClient
-from omconnect.broker.api import QueueInfo
+from omconnect.broker.api import KvEvent, QueueInfo
+from omconnect.broker.broker import Broker
 from omconnect.broker.client import BrokerClient
+from omconnect.broker.config import BrokerConfig
 from omconnect.broker.protocol import (
     FLAG_RESPONSE,
     HEADER,
@@ -47,12 +49,16 @@ def msg(body: bytes) -> bytes:
     return codec.encode(Message(body, destination="q"))
 
 
-class FaultyBroker(MemoryBroker):
-    """Raises what the real broker raises in situations a memory broker never reaches."""
+def make_broker(data_dir: Path) -> Broker:
+    return FaultyBroker(BrokerConfig(data_dir=data_dir, transaction_check_interval_ms=1))
+
+
+class FaultyBroker(Broker):
+    """The real broker, plus failures that are hard to provoke on demand."""
 
     def kv_watch(
         self, namespace: str, prefix: str, from_revision: int, max_wait_ms: int
-    ) -> tuple[list, int]:  # type: ignore[type-arg]
+    ) -> tuple[list[KvEvent], int]:
         if prefix == "compacted/":
             raise CompactedError("revision 1 was compacted")
         if prefix == "bug/":
@@ -66,8 +72,15 @@ class FaultyBroker(MemoryBroker):
 
 
 @pytest.fixture
-def server() -> Iterator[ServerThread]:
-    thread = ServerThread(BrokerServer(FaultyBroker(), port=0, max_frame_bytes=8 << 20)).start()
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = make_broker(tmp_path / "broker")
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def server(broker: Broker) -> Iterator[ServerThread]:
+    thread = ServerThread(BrokerServer(broker, port=0, max_frame_bytes=8 << 20)).start()
     yield thread
     thread.stop()
 
@@ -99,7 +112,7 @@ def test_every_method_round_trips(client: BrokerClient) -> None:
     batch = [msg(b"a"), msg(b"b" * 1000), msg(b"")]
     assert client.append(NS, "q", 1, batch) == [0, 1, 2]
     assert client.append_async(NS, "q", 1, (msg(b"d"),)).result(5) == [3]
-    client.append_delayed(NS, "q", 0, [msg(b"later")], [int(time.time() * 1000) + 10])
+    client.append_delayed(NS, "q", 0, [msg(b"later")], [int(time.time() * 1000) + 60_000])
     result = client.read(NS, "q", 1, 1, 10, 0)
     assert [m.offset for m in result.messages] == [1, 2, 3]
     assert [codec.decode(m.encoded).body for m in result.messages] == [b"b" * 1000, b"", b"d"]
@@ -107,11 +120,11 @@ def test_every_method_round_trips(client: BrokerClient) -> None:
     assert client.offset_range(NS, "q", 1) == (0, 4)
 
     client.prepare(NS, "pg", "tx1", "q", 0, [msg(b"half")])
-    checks = client.transaction_checks(NS, "pg", 0)
+    checks = client.transaction_checks(NS, "pg", 2000)
     assert [(h.transaction_id, h.queue, h.partition) for h in checks] == [("tx1", "q", 0)]
     client.end_transaction(NS, "tx1", True)
     assert client.transaction_checks(NS, "pg", 0) == []
-    assert client.offset_range(NS, "q", 0) == (0, 2)
+    assert client.offset_range(NS, "q", 0) == (0, 1)  # the delayed message is not due
 
     client.commit_offsets(NS, "g", "q", {0: 2, 1: 4})
     assert client.committed_offsets(NS, "g", "q") == {0: 2, 1: 4}
@@ -279,8 +292,7 @@ class BrokerClientContext(BrokerClient):
         self.close()
 
 
-def test_client_reconnects_after_server_restart() -> None:
-    broker = MemoryBroker()
+def test_client_reconnects_after_server_restart(broker: Broker) -> None:
     first = ServerThread(BrokerServer(broker, port=0)).start()
     port = first.port
     with BrokerClientContext(f"127.0.0.1:{port}", request_timeout=5) as c:
@@ -346,8 +358,8 @@ def test_async_client(server: ServerThread) -> None:
     asyncio.run(main())
 
 
-def test_async_client_reports_a_lost_connection() -> None:
-    thread = ServerThread(BrokerServer(MemoryBroker(), port=0)).start()
+def test_async_client_reports_a_lost_connection(broker: Broker) -> None:
+    thread = ServerThread(BrokerServer(broker, port=0)).start()
 
     async def main() -> None:
         c = AsyncBrokerClient(thread.address, request_timeout=5)
