@@ -215,6 +215,9 @@ class CommitLog:
         for start, path in list_segment_files(directory):
             if start % segment_bytes:
                 raise CorruptDataError(f"commit-log segment {path} is not at a segment boundary")
+            if self._segments and start != self._segments[-1].start + segment_bytes:
+                missing = segment_name(self._segments[-1].start + segment_bytes)
+                raise CorruptDataError(f"commit-log segment {directory / missing} is missing")
             self._segments.append(_Segment(path, start))
         if not self._segments:
             self._segments.append(_Segment(directory / segment_name(0), 0))

@@ -20,6 +20,7 @@ from omconnect.broker.commitlog import (
     encode_record,
     segment_name,
 )
+from omconnect.errors import CorruptDataError
 
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
@@ -197,6 +198,19 @@ def test_delete_oldest_never_deletes_the_active_segment(tmp_path: Path):
     log.delete_oldest(10)
     assert log.segment_starts() == [300]
     assert log.min_position == 300
-    with pytest.raises(Exception, match="not retained"):
+    with pytest.raises(CorruptDataError, match="not retained"):
         log.read_bytes(0, 10)
     log.close()
+
+
+def test_a_missing_middle_segment_is_reported(tmp_path: Path):
+    log = CommitLog(tmp_path, segment_bytes=100)
+    for i in range(3):
+        log.append_batch(0, 0, i, 1, [b"x" * 40])
+    log.close()
+    (tmp_path / segment_name(100)).unlink()
+    with pytest.raises(CorruptDataError, match=segment_name(100)):
+        CommitLog(tmp_path, segment_bytes=100)
+    (tmp_path / "00000000000000000050").write_bytes(b"")
+    with pytest.raises(CorruptDataError, match="boundary"):
+        CommitLog(tmp_path, segment_bytes=100)
