@@ -24,6 +24,7 @@ Without a checkpoint every consume queue is rebuilt from the whole commit log.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -44,6 +45,8 @@ from omconnect.errors import (
     MessageTooLargeError,
     RetriableError,
 )
+
+logger = logging.getLogger(__name__)
 
 AppendListener = Callable[[int, int, int], None]
 _U32_MAX = 2**32 - 1
@@ -352,12 +355,16 @@ class MessageStore:
             next_offset = cq.next_offset
             self._messages_written += len(payloads)
         for listener in self._listeners:
-            listener(queue_id, partition, next_offset)
+            try:
+                listener(queue_id, partition, next_offset)
+            except Exception:  # the append succeeded: a listener's bug must not hide that
+                logger.exception("append listener failed")
         return AppendResult(first, timestamp, end)
 
     def add_append_listener(self, listener: AppendListener) -> None:
         """Call ``listener(queue_id, partition, next_offset)`` after each append, on
-        the appending thread, outside the store's lock. It must be quick."""
+        the appending thread, outside the store's lock. It must be quick; an exception
+        it raises is logged, not passed to the appender."""
         with self._lock:
             self._listeners = (*self._listeners, listener)
 
