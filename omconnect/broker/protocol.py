@@ -246,8 +246,7 @@ def queue_info_to_wire(info: QueueInfo) -> list[Any]:
 
 
 def queue_info_from_wire(value: Any) -> QueueInfo:
-    namespace, name, partitions = value
-    return QueueInfo(namespace, name, partitions)
+    return QueueInfo(value[0], value[1], value[2])
 
 
 def stored_message_to_wire(message: StoredMessage) -> tuple[int, int, int, bytes]:
@@ -261,8 +260,7 @@ def read_result_to_wire(result: ReadResult) -> list[Any]:
 
 
 def read_result_from_wire(value: Any) -> ReadResult:
-    next_offset, items = value
-    return ReadResult([StoredMessage(p, o, t, e) for p, o, t, e in items], next_offset)
+    return ReadResult([StoredMessage(m[0], m[1], m[2], m[3]) for m in value[1]], value[0])
 
 
 def half_message_to_wire(half: HalfMessage) -> list[Any]:
@@ -271,8 +269,7 @@ def half_message_to_wire(half: HalfMessage) -> list[Any]:
 
 
 def half_message_from_wire(value: Any) -> HalfMessage:
-    transaction_id, queue, partition, encoded, prepared_at = value
-    return HalfMessage(transaction_id, queue, partition, encoded, prepared_at)
+    return HalfMessage(value[0], value[1], value[2], value[3], value[4])
 
 
 def key_value_to_wire(kv: KeyValue) -> list[Any]:
@@ -281,8 +278,7 @@ def key_value_to_wire(kv: KeyValue) -> list[Any]:
 
 
 def key_value_from_wire(value: Any) -> KeyValue:
-    key, data, revision, create_revision, expires_at = value
-    return KeyValue(key, data, revision, create_revision, expires_at)
+    return KeyValue(value[0], value[1], value[2], value[3], value[4])
 
 
 def kv_event_to_wire(event: KvEvent) -> list[Any]:
@@ -291,8 +287,7 @@ def kv_event_to_wire(event: KvEvent) -> list[Any]:
 
 
 def kv_event_from_wire(value: Any) -> KvEvent:
-    kind, key, data, revision = value
-    return KvEvent(kind, key, data, revision)
+    return KvEvent(value[0], value[1], value[2], value[3])
 
 
 # -- argument checks ---------------------------------------------------------------
@@ -412,13 +407,11 @@ def _events_to_wire(value: tuple[list[KvEvent], int]) -> list[Any]:
 
 
 def _events_from_wire(value: Any) -> tuple[list[KvEvent], int]:
-    events, next_revision = value
-    return [kv_event_from_wire(e) for e in events], next_revision
+    return [kv_event_from_wire(e) for e in value[0]], value[1]
 
 
 def _pair_from_wire(value: Any) -> tuple[int, int]:
-    first, second = value
-    return first, second
+    return value[0], value[1]
 
 
 _SPECS: tuple[OpSpec, ...] = (
@@ -615,5 +608,5 @@ def decode_response(
     value = _unpack(body)
     try:
         return SPECS[expected].decode_result(value)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise ProtocolError(f"malformed {SPECS[expected].method} response: {exc}") from exc

@@ -237,3 +237,14 @@ def test_bad_responses_are_protocol_errors() -> None:
         decode_response(Op.QUEUE_INFO, FLAG_RESPONSE, msgpack.packb([1]), Op.QUEUE_INFO)
     with pytest.raises(ProtocolError, match="malformed error"):
         decode_response(Op.ERROR, FLAG_RESPONSE, msgpack.packb("oops"), Op.PING)
+
+
+def test_records_with_extra_trailing_fields_still_decode() -> None:
+    """Newer brokers may append fields to a record; older clients ignore them."""
+    body = msgpack.packb([["ns", "q", 4, "future field"]])
+    assert decode_response(Op.LIST_QUEUES, FLAG_RESPONSE, body, Op.LIST_QUEUES) == [
+        QueueInfo("ns", "q", 4)
+    ]
+    body = msgpack.packb([3, [[0, 1, 2, b"e", 99]], "future"])
+    result = decode_response(Op.READ, FLAG_RESPONSE, body, Op.READ)
+    assert result == ReadResult([StoredMessage(0, 1, 2, b"e")], 3)
