@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import threading
 import time
@@ -374,3 +375,30 @@ def test_async_client_reports_a_lost_connection(broker: Broker) -> None:
         await c.close()
 
     asyncio.run(main())
+
+
+def test_broker_process_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    from omconnect.testing.broker_process import start_broker
+
+    process = start_broker(tmp_path)
+    try:
+        with BrokerClientContext(f"{process.host}:{process.port}", request_timeout=5) as c:
+            c.create_queue(NS, "q", 1)
+            assert c.append(NS, "q", 0, [msg(b"kept")]) == [0]
+            polled: list[BaseException] = []
+
+            def poll() -> None:
+                try:
+                    c.read(NS, "q", 0, 1, 1, 5000)
+                except BaseException as exc:
+                    polled.append(exc)
+
+            poller = threading.Thread(target=poll)
+            poller.start()
+            time.sleep(0.1)
+            process.process.send_signal(signal.SIGTERM)
+            assert process.process.wait(10) == 0, process.log_tail()
+            poller.join(5)
+            assert len(polled) == 1 and isinstance(polled[0], ConnectionLostError)
+    finally:
+        process.stop()
