@@ -212,13 +212,20 @@ class CommitLog:
         self._segments: list[_Segment] = []
         self._unsynced: list[_Segment] = []
         self._sync_lock = threading.Lock()  # held while fsyncing or deleting segments
-        for start, path in list_segment_files(directory):
-            if start % segment_bytes:
-                raise CorruptDataError(f"commit-log segment {path} is not at a segment boundary")
-            if self._segments and start != self._segments[-1].start + segment_bytes:
-                missing = segment_name(self._segments[-1].start + segment_bytes)
-                raise CorruptDataError(f"commit-log segment {directory / missing} is missing")
-            self._segments.append(_Segment(path, start))
+        try:
+            for start, path in list_segment_files(directory):
+                if start % segment_bytes:
+                    raise CorruptDataError(
+                        f"commit-log segment {path} is not at a segment boundary"
+                    )
+                if self._segments and start != self._segments[-1].start + segment_bytes:
+                    missing = directory / segment_name(self._segments[-1].start + segment_bytes)
+                    raise CorruptDataError(f"commit-log segment {missing} is missing")
+                self._segments.append(_Segment(path, start))
+        except BaseException:
+            for segment in self._segments:
+                os.close(segment.fd)
+            raise
         if not self._segments:
             self._segments.append(_Segment(directory / segment_name(0), 0))
         self._end = self._segments[-1].start + self._segments[-1].size

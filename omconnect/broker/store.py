@@ -229,7 +229,13 @@ class MessageStore:
                 f"{checkpoint.segment_bytes}; open it with that value",
             )
         self._log = CommitLog(self._dir / "commitlog", config.segment_bytes)
-        self._recover(checkpoint)
+        try:
+            self._recover(checkpoint)
+        except BaseException:
+            for cq in self._queues.values():
+                cq.close()
+            self._log.close()
+            raise
         self._flusher = FlushService(
             self._log.sync,
             lambda: self._log.end_position,
