@@ -215,9 +215,7 @@ class CommitLog:
         try:
             for start, path in list_segment_files(directory):
                 if start % segment_bytes:
-                    raise CorruptDataError(
-                        f"commit-log segment {path} is not at a segment boundary"
-                    )
+                    raise CorruptDataError(f"commit-log segment {path} is off a segment boundary")
                 if self._segments and start != self._segments[-1].start + segment_bytes:
                     missing = directory / segment_name(self._segments[-1].start + segment_bytes)
                     raise CorruptDataError(f"commit-log segment {missing} is missing")
