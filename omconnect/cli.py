@@ -120,7 +120,10 @@ def broker(
         if flush_mode not in ("async", "sync"):
             raise ConfigError("--flush-mode", "must be 'async' or 'sync'")
         config = BrokerConfig(
-            data_dir=data_dir, host=host, port=port, store=StoreConfig(flush_mode=flush_mode)
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            store=StoreConfig(flush_mode="sync" if flush_mode == "sync" else "async"),
         )
         the_broker = Broker(config)
         try:

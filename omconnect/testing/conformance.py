@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from omconnect.access_point import MessagingAccessPoint
-from omconnect.consumer import dead_letter_queue
+from omconnect.broker.api import KvEvent
+from omconnect.consumer import PullConsumer, dead_letter_queue
 from omconnect.errors import ConfigError, NotFoundError
 from omconnect.message import Message
 from omconnect.producer import TransactionResolution
@@ -41,14 +42,14 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def receive_n(consumer: object, n: int, timeout_s: float = 10.0) -> list[Message]:
+def receive_n(consumer: PullConsumer, n: int, timeout_s: float = 10.0) -> list[Message]:
     """Receive and ack ``n`` messages (fails the test if they do not come in time)."""
     out: list[Message] = []
     deadline = time.monotonic() + timeout_s
     while len(out) < n and time.monotonic() < deadline:
-        batch = consumer.batch_receive(n - len(out), timeout_ms=200)  # type: ignore[attr-defined]
+        batch = consumer.batch_receive(n - len(out), timeout_ms=200)
         for m in batch:
-            consumer.ack(m)  # type: ignore[attr-defined]
+            consumer.ack(m)
         out.extend(batch)
     assert len(out) == n, f"received {len(out)} of {n} messages"
     return out
@@ -195,7 +196,12 @@ class DriverConformance:
         assert not set(first.assignment) & set(second.assignment)
         ap.create_producer().send_batch([Message(b"%d" % i, destination="q") for i in range(40)])
         got: list[Message] = []
-        wait_until(lambda: bool(got.extend(_drain(first) + _drain(second))) or len(got) >= 40)
+
+        def drained_all() -> bool:
+            got.extend(_drain(first) + _drain(second))
+            return len(got) >= 40
+
+        wait_until(drained_all)
         second.close()
         wait_until(lambda: len([p for p in first.assignment if p[0] == "q"]) == 4)
         ap.create_producer().send_batch(
@@ -222,7 +228,7 @@ class DriverConformance:
         ap.create_producer().send(Message(b"poison", destination="q", properties={"p": "1"}))
         options = {**FAST, "max_deliveries": 3, "retry_backoff_ms": 50}
         with ap.create_pull_consumer("g", ["q"], start_from="earliest", **options) as c:
-            counts = []
+            counts: list[int] = []
             for _ in range(3):
                 m = None
                 deadline = time.monotonic() + 10
@@ -359,15 +365,15 @@ class DriverConformance:
         assert kv.get("w/lease") is None
 
 
-def _drain(consumer: object) -> list[Message]:
-    batch = consumer.batch_receive(100, timeout_ms=50)  # type: ignore[attr-defined]
+def _drain(consumer: PullConsumer) -> list[Message]:
+    batch = consumer.batch_receive(100, timeout_ms=50)
     for m in batch:
-        consumer.ack(m)  # type: ignore[attr-defined]
-    return list(batch)
+        consumer.ack(m)
+    return batch
 
 
-def _take(events: Iterator[object], n: int, timeout_s: float = 10) -> list:  # type: ignore[type-arg]
-    out = []
+def _take(events: Iterator[KvEvent], n: int, timeout_s: float = 10) -> list[KvEvent]:
+    out: list[KvEvent] = []
     deadline = time.monotonic() + timeout_s
     for event in events:
         out.append(event)
