@@ -18,6 +18,7 @@ consumer. `decode` never returns a message whose CRC fails.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterator
 
@@ -35,8 +36,11 @@ PREFIX_SIZE = _PREFIX.size  # 13
 _TAG_OF: dict[str, int] = {name: i + 1 for i, name in enumerate(HEADER_NAMES)}
 _NAME_OF: dict[int, str] = {tag: name for name, tag in _TAG_OF.items()}
 _PROPERTIES_TAG = 0
-_ATTRS = tuple(_TAG_OF.items())
+_TAGS = tuple(_TAG_OF.values())
+_GET_HEADERS = operator.attrgetter(*HEADER_NAMES)  # all headers in one C call
 _DEFAULTS = tuple(Message.__dataclass_fields__[n].default for n in HEADER_NAMES)
+_VERSION_AND_LENGTH = struct.Struct("<BI")
+_LENGTH_AND_CRC = struct.Struct("<II")
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 _crc = crc32c.crc32c
@@ -44,20 +48,18 @@ _crc = crc32c.crc32c
 
 def encode(message: Message) -> bytes:
     """Encode ``message``; the result carries its own length and CRC."""
-    headers: dict[int, object] = {}
-    for (name, tag), default in zip(_ATTRS, _DEFAULTS, strict=True):
-        value = getattr(message, name)
-        if value != default:
-            headers[tag] = value
+    headers = {
+        tag: value
+        for tag, value, default in zip(_TAGS, _GET_HEADERS(message), _DEFAULTS, strict=True)
+        if value != default
+    }
     if message.properties:
         headers[_PROPERTIES_TAG] = message.properties
     header_bytes = _packb(headers)
-    body = message.body
-    total = PREFIX_SIZE + len(header_bytes) + len(body)
     tail = b"".join(
-        (bytes((FORMAT_VERSION,)), struct.pack("<I", len(header_bytes)), header_bytes, body)
+        (_VERSION_AND_LENGTH.pack(FORMAT_VERSION, len(header_bytes)), header_bytes, message.body)
     )
-    return struct.pack("<II", total, _crc(tail)) + tail
+    return _LENGTH_AND_CRC.pack(8 + len(tail), _crc(tail)) + tail
 
 
 def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
@@ -82,14 +84,12 @@ def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
         headers = msgpack.unpackb(view[PREFIX_SIZE:body_start], strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as exc:
         raise CorruptDataError(f"message headers do not parse: {exc}") from exc
-    message = Message(bytes(view[body_start:]))
-    for tag, value in headers.items():
-        if tag == _PROPERTIES_TAG:
-            message.properties = value
-        else:
-            name = _NAME_OF.get(tag)
-            if name is not None:  # unknown tags come from newer writers: ignore them
-                setattr(message, name, value)
+    properties = headers.pop(_PROPERTIES_TAG, None)
+    # Unknown tags come from newer writers: ignore them.
+    fields = {_NAME_OF[tag]: value for tag, value in headers.items() if tag in _NAME_OF}
+    message = Message(bytes(view[body_start:]), **fields)
+    if properties:
+        message.properties = properties
     return message
 
 
