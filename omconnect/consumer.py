@@ -112,6 +112,8 @@ class _Fetcher(threading.Thread):
                     max_wait_ms=500,
                 )
             except OmConnectError as exc:
+                if self.stopped.is_set():  # revoked or closing: the error is moot
+                    return
                 log.warning("fetch %s/%d: %s; retrying", self.queue, self.partition, exc)
                 self.stopped.wait(0.5)
                 continue

@@ -8,53 +8,59 @@ small pure class; the consumer feeds it and asks it what to commit.
 
 from __future__ import annotations
 
+from collections import deque
+
 
 class InFlight:
     """Tracks delivered and acknowledged offsets of one partition.
 
     ``start`` is the offset the partition was resumed from (the committed one).
     Offsets must be delivered in increasing order, gaps allowed (the broker skips
-    expired messages); an acked offset that was never delivered is an error.
+    expired messages). Acking an offset past the last delivered one is an error;
+    acking an old or repeated one is ignored. Every operation is O(1) amortized.
     """
 
-    __slots__ = ("_acked", "_committable", "_delivered")
+    __slots__ = ("_acked", "_committable", "_in_flight", "_last")
 
     def __init__(self, start: int) -> None:
         self._committable = start
-        self._delivered: dict[int, bool] = {}  # offset -> acked, in delivery order
+        self._last = start - 1
+        self._in_flight: deque[int] = deque()  # delivered, oldest first, front unacked
+        self._acked: set[int] = set()  # delivered, acked, not yet at the front
 
     def delivered(self, offset: int) -> None:
         """Record that ``offset`` was handed out (increasing order, gaps allowed)."""
-        if self._delivered and offset <= next(reversed(self._delivered)):
-            raise ValueError(f"offset {offset} delivered out of order")
-        if offset < self._committable:
-            raise ValueError(f"offset {offset} is below the committed offset {self._committable}")
-        self._delivered[offset] = False
-        self._advance()
+        if offset <= self._last:
+            raise ValueError(f"offset {offset} delivered out of order (last {self._last})")
+        self._last = offset
+        if not self._in_flight:
+            self._committable = offset
+        self._in_flight.append(offset)
 
     def skipped_to(self, next_offset: int) -> None:
         """The broker skipped offsets (expired messages) up to ``next_offset``; if
         nothing is in flight, the commit point may move there."""
-        if not self._delivered and next_offset > self._committable:
+        if not self._in_flight and next_offset > self._committable:
             self._committable = next_offset
+            self._last = max(self._last, next_offset - 1)
 
     def acked(self, offset: int) -> None:
-        """Record that ``offset`` was processed; a repeated ack is ignored."""
-        if offset not in self._delivered:
-            if offset < self._committable:
-                return
+        """Record that ``offset`` was processed; a repeated or old ack is ignored."""
+        in_flight = self._in_flight
+        if in_flight and offset == in_flight[0]:
+            in_flight.popleft()
+            acked = self._acked
+            while in_flight and in_flight[0] in acked:
+                acked.discard(in_flight.popleft())
+            self._committable = in_flight[0] if in_flight else offset + 1
+            if not in_flight:
+                self._committable = max(self._committable, self._last + 1)
+            return
+        if offset < self._committable or offset in self._acked:
+            return
+        if offset > self._last:
             raise ValueError(f"offset {offset} acked but never delivered")
-        self._delivered[offset] = True
-        self._advance()
-
-    def _advance(self) -> None:
-        while self._delivered:
-            first = next(iter(self._delivered))
-            if not self._delivered[first]:
-                self._committable = max(self._committable, first)
-                return
-            del self._delivered[first]
-            self._committable = first + 1
+        self._acked.add(offset)
 
     @property
     def committable(self) -> int:
@@ -64,4 +70,4 @@ class InFlight:
     @property
     def pending(self) -> int:
         """How many delivered offsets are not yet acknowledged."""
-        return sum(1 for acked in self._delivered.values() if not acked)
+        return len(self._in_flight) - len(self._acked)
