@@ -95,9 +95,14 @@ class BrokerServer:
         self.poll_pool = ThreadPoolExecutor(self._poll_threads, thread_name_prefix="broker-poll")
         self.write_pool = ThreadPoolExecutor(self._write_threads, thread_name_prefix="broker-write")
         self._stopped = asyncio.Event()
-        self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._requested_port, reuse_address=True
-        )
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connect, self.host, self._requested_port, reuse_address=True
+            )
+        except BaseException:
+            self.poll_pool.shutdown(wait=False)
+            self.write_pool.shutdown(wait=False)
+            raise
         self._port = self._server.sockets[0].getsockname()[1]
         logger.info("broker listening on %s:%d", self.host, self._port)
 

@@ -402,3 +402,8 @@ def test_broker_process_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
             assert len(polled) == 1 and isinstance(polled[0], ConnectionLostError)
     finally:
         process.stop()
+
+
+def test_a_taken_port_fails_start(server: ServerThread, broker: Broker) -> None:
+    with pytest.raises(OSError):
+        ServerThread(BrokerServer(broker, port=server.port)).start()
