@@ -81,6 +81,7 @@ class BrokerServer:
         self._port = 0
         self._server: asyncio.Server | None = None
         self._stopped: asyncio.Event | None = None
+        self._stopping = False
         self._connections: dict[_Connection, asyncio.Task[Any] | None] = {}
         self.poll_pool: ThreadPoolExecutor | None = None
         self.write_pool: ThreadPoolExecutor | None = None
@@ -120,8 +121,9 @@ class BrokerServer:
         long polls already parked in a thread end at their own ``max_wait_ms``.
         Idempotent.
         """
-        if self._server is None or self._stopped is None or self._stopped.is_set():
+        if self._server is None or self._stopped is None or self._stopping:
             return
+        self._stopping = True
         self._server.close()
         for connection in list(self._connections):
             connection.close()
