@@ -217,7 +217,11 @@ class BrokerClient(BrokerApi):
                 f"request of {len(frame)} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
             )
         connection = self._connected()
-        connection.register(request_id, future, op)
+        try:
+            connection.register(request_id, future, op)
+        except ConnectionLostError:  # it dropped just now, before we sent anything: safe to redo
+            connection = self._connected()
+            connection.register(request_id, future, op)
         try:
             with self._send_lock:
                 connection.sock.sendall(frame)
