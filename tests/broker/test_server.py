@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
@@ -228,7 +229,7 @@ def test_request_over_the_clients_frame_limit_is_refused_locally(server: ServerT
 # -- misbehaving clients ---------------------------------------------------------------
 
 
-def raw_exchange(port: int, data: bytes) -> tuple[list[tuple[int, int, int, list]], bool]:  # type: ignore[type-arg]
+def raw_exchange(port: int, data: bytes) -> tuple[list[tuple[int, int, int, Any]], bool]:
     """Send ``data`` on a fresh socket; return the frames received and whether the server
     closed the connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
