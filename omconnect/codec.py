@@ -6,10 +6,12 @@ Layout (little-endian), documented again in ``docs/protocol.md``::
     0       4     total length of this encoding, these 4 bytes included
     4       4     CRC-32C of bytes [8, total)
     8       1     format version (1)
-    9       4     header length H
-    13      H     headers: a msgpack map {tag: value} of the non-default headers;
+    9       1     flags: bit 0 = the message has an expire_time (so the broker
+                  looks for it only in messages that have one)
+    10      4     header length H
+    14      H     headers: a msgpack map {tag: value} of the non-default headers;
                   tag 0 holds the properties map
-    13+H    ...   body
+    14+H    ...   body
 
 The broker stores this encoding unchanged inside its commit-log records and serves
 it back, so a message is encoded once by the producer and decoded once by the
@@ -29,8 +31,9 @@ from omconnect.errors import CorruptDataError
 from omconnect.message import HEADER_NAMES, Message
 
 FORMAT_VERSION = 1
-_PREFIX = struct.Struct("<IIBI")
-PREFIX_SIZE = _PREFIX.size  # 13
+_PREFIX = struct.Struct("<IIBBI")
+PREFIX_SIZE = _PREFIX.size  # 14
+FLAG_EXPIRES = 0x01
 
 # Tags are part of the format: never renumber, only append.
 _TAG_OF: dict[str, int] = {name: i + 1 for i, name in enumerate(HEADER_NAMES)}
@@ -39,7 +42,7 @@ _PROPERTIES_TAG = 0
 _TAGS = tuple(_TAG_OF.values())
 _GET_HEADERS = operator.attrgetter(*HEADER_NAMES)  # all headers in one C call
 _DEFAULTS = tuple(Message.__dataclass_fields__[n].default for n in HEADER_NAMES)
-_VERSION_AND_LENGTH = struct.Struct("<BI")
+_VERSION_FLAGS_LENGTH = struct.Struct("<BBI")
 _LENGTH_AND_CRC = struct.Struct("<II")
 
 _packb = msgpack.Packer(use_bin_type=True).pack
@@ -56,8 +59,13 @@ def encode(message: Message) -> bytes:
     if message.properties:
         headers[_PROPERTIES_TAG] = message.properties
     header_bytes = _packb(headers)
+    flags = FLAG_EXPIRES if message.expire_time else 0
     tail = b"".join(
-        (_VERSION_AND_LENGTH.pack(FORMAT_VERSION, len(header_bytes)), header_bytes, message.body)
+        (
+            _VERSION_FLAGS_LENGTH.pack(FORMAT_VERSION, flags, len(header_bytes)),
+            header_bytes,
+            message.body,
+        )
     )
     return _LENGTH_AND_CRC.pack(8 + len(tail), _crc(tail)) + tail
 
@@ -70,7 +78,7 @@ def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
     view = memoryview(data)
     if len(view) < PREFIX_SIZE:
         raise CorruptDataError(f"message encoding too short: {len(view)} bytes")
-    total, crc, version, header_len = _PREFIX.unpack_from(view)
+    total, crc, version, _, header_len = _PREFIX.unpack_from(view)
     if total != len(view):
         raise CorruptDataError(f"message length field {total} != {len(view)} bytes")
     if version != FORMAT_VERSION:
@@ -101,7 +109,7 @@ def verify(data: bytes | memoryview) -> int:
     view = memoryview(data)
     if len(view) < PREFIX_SIZE:
         raise CorruptDataError(f"message encoding too short: {len(view)} bytes")
-    total, crc, version, _ = _PREFIX.unpack_from(view)
+    total, crc, version, _, _ = _PREFIX.unpack_from(view)
     if total < PREFIX_SIZE or total > len(view):
         raise CorruptDataError(f"message length field {total} does not fit {len(view)} bytes")
     if version != FORMAT_VERSION:
@@ -122,8 +130,8 @@ def peek_expire_time(data: bytes | memoryview) -> int:
     view = memoryview(data)
     if len(view) < PREFIX_SIZE:
         raise CorruptDataError(f"message encoding too short: {len(view)} bytes")
-    header_len = _PREFIX.unpack_from(view)[3]
-    if header_len <= 1:  # an empty map: no headers at all
+    _, _, _, flags, header_len = _PREFIX.unpack_from(view)
+    if not flags & FLAG_EXPIRES:
         return 0
     unpacker = msgpack.Unpacker(strict_map_key=False)
     unpacker.feed(view[PREFIX_SIZE : PREFIX_SIZE + header_len])

@@ -142,7 +142,7 @@ def test_peek_expire_time_rejects_garbage() -> None:
     with pytest.raises(CorruptDataError):
         codec.peek_expire_time(encoded[:5])
     with pytest.raises(CorruptDataError):
-        codec.peek_expire_time(encoded[:14])
+        codec.peek_expire_time(encoded[:15])
 
 
 # -- resources -------------------------------------------------------------------------
