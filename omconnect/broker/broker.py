@@ -41,7 +41,7 @@ from omconnect.broker.metrics import BrokerMetrics, GroupLag, group_lag
 from omconnect.broker.offsets import OffsetStore, validate_offsets
 from omconnect.broker.store import MessageStore, StoreStats
 from omconnect.broker.transactions import TransactionLog
-from omconnect.errors import ConfigError, CorruptDataError, MessageTooLargeError
+from omconnect.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -199,19 +199,7 @@ class Broker(BrokerApi):
         """The messages as bytes, after checking each one's size and CRC."""
         if isinstance(messages, bytes | str) or not isinstance(messages, Sequence):
             raise ConfigError("messages", "must be a sequence of encoded messages")
-        limit = self.config.max_message_bytes
-        checked: list[bytes] = []
-        for message in messages:
-            if not isinstance(message, bytes | bytearray | memoryview):
-                raise ConfigError("messages", "each message must be bytes")
-            if len(message) > limit:
-                raise MessageTooLargeError(
-                    f"message of {len(message)} bytes exceeds max_message_bytes ({limit})"
-                )
-            if codec.verify(message) != len(message):
-                raise CorruptDataError("message encoding has trailing bytes")
-            checked.append(bytes(message))
-        return checked
+        return codec.verify_batch(messages, self.config.max_message_bytes)
 
     # -- produce -----------------------------------------------------------------------
     def append(
