@@ -61,6 +61,9 @@ class Broker(BrokerApi):
 
     def __init__(self, config: BrokerConfig, clock: Callable[[], int] = epoch_ms) -> None:
         self.config = config
+        # Read by the TCP server: writes that never wait for an fsync may run on its
+        # event loop instead of a thread pool.
+        self.writes_wait_for_fsync = config.store.flush_mode == "sync"
         self._clock = clock
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,11 @@ and their responses go out in completion order, matched by request id:
   inline on the event loop;
 * ``read`` / ``kv_watch`` / ``transaction_checks`` with ``max_wait_ms`` > 0 run in
   the *poll* thread pool (sized for many parked long-pollers);
+* a long poll first runs inline with no wait and answers at once if it found
+  anything; only an empty one is parked in the pool;
 * ``append`` / ``append_delayed`` / ``prepare`` / ``end_transaction``, which may wait
-  for an fsync, run in the separate *write* pool, so long-pollers filling their pool
+  for an fsync, run in the separate *write* pool (inline when the api's
+  ``writes_wait_for_fsync`` is False: async flush never waits), so long-pollers filling their pool
   never hold up producers. Writes of one connection to the same (namespace, queue,
   partition) run one after another in arrival order, so a pipelining producer keeps
   its order; writes to different partitions run concurrently.
@@ -30,7 +33,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from omconnect.broker.api import BrokerApi
+from omconnect.broker.api import BrokerApi, ReadResult
 from omconnect.broker.protocol import (
     CONNECTION_REQUEST_ID,
     DEFAULT_MAX_FRAME_BYTES,
@@ -75,6 +78,9 @@ class BrokerServer:
         self.api = api
         self.host = host
         self.max_frame_bytes = max_frame_bytes
+        # An api that says its writes never wait for an fsync (the in-process Broker
+        # in async flush mode) gets them run on the event loop: no thread hop.
+        self.inline_writes = not getattr(api, "writes_wait_for_fsync", True)
         self._requested_port = port
         self._poll_threads = poll_threads
         self._write_threads = write_threads
@@ -160,6 +166,18 @@ class BrokerServer:
             self._connections.pop(connection, None)
 
 
+def _has_data(result: Any) -> bool:
+    """Whether a poll call's result (ReadResult, (events, revision) or a list) holds
+    anything, so the long poll need not wait."""
+    if result is None:
+        return False
+    if isinstance(result, ReadResult):
+        return bool(result.messages)
+    if isinstance(result, tuple):
+        return bool(result[0])
+    return bool(result)
+
+
 class _Connection:
     """One client: reads its frames, dispatches them, and buffers its responses."""
 
@@ -230,9 +248,22 @@ class _Connection:
 
     def _dispatch(self, spec: OpSpec, args: list[Any], request_id: int) -> None:
         execution = spec.execution
-        if execution == "inline" or (execution == "poll" and args[spec.wait_arg] <= 0):
+        if execution == "inline" or (execution == "write" and self._server.inline_writes):
             self._respond(self._execute(spec, args, request_id))
             return
+        if execution == "poll":
+            # Answer at once when there is something to return; park the long poll
+            # in a pool thread only when there is not (a hop costs more than a read).
+            wait = args[spec.wait_arg]
+            args[spec.wait_arg] = 0
+            try:
+                result = getattr(self._api, spec.method)(*args)
+            except Exception:
+                result = None  # run it again below to report the error the usual way
+            if wait <= 0 or _has_data(result):
+                self._respond(self._execute(spec, args, request_id, result))
+                return
+            args[spec.wait_arg] = wait
         self._in_flight += 1
         job = (spec, args, request_id)
         if spec.lane:
@@ -284,10 +315,12 @@ class _Connection:
             self._room.set()
         self._respond(frame)
 
-    def _execute(self, spec: OpSpec, args: list[Any], request_id: int) -> bytes:
-        """Run one request against the api; return its response or error frame."""
+    def _execute(self, spec: OpSpec, args: list[Any], request_id: int, result: Any = None) -> bytes:
+        """Run one request against the api (unless ``result`` is given); return its
+        response or error frame."""
         try:
-            result = None if spec.op is Op.PING else getattr(self._api, spec.method)(*args)
+            if result is None and spec.op is not Op.PING:
+                result = getattr(self._api, spec.method)(*args)
             return response_frame(spec, request_id, result)
         except OmConnectError as exc:
             return error_frame(request_id, exc)
