@@ -1,0 +1,2 @@
+"""The connector API: what connector authors import (records, schemas, config
+definitions, connector and task base classes). Nothing here imports the runtime."""
