@@ -131,7 +131,9 @@ def broker(
                 from prometheus_client import start_http_server
 
                 start_http_server(metrics_port, addr=host, registry=the_broker.metrics_registry)
-            BrokerServer(the_broker, host=host, port=port).run()
+            BrokerServer(
+                the_broker, host=host, port=port, max_frame_bytes=config.max_frame_bytes
+            ).run()
         finally:
             the_broker.close()
 

@@ -16,10 +16,13 @@ progress (``offsets_persist_interval_ms``). `close` stops them and flushes.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -67,14 +70,19 @@ class Broker(BrokerApi):
         self._clock = clock
         data_dir = config.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_data_dir(data_dir)
         self._closed = False
         self._close_lock = threading.Lock()
         self._stop = threading.Event()
         self._append_lock = threading.Lock()
         self._arrived = threading.Condition()  # notified after every append
-        self._metadata = MetadataStore(data_dir)
-        self._offsets = OffsetStore(data_dir)
-        self._store = MessageStore(data_dir, config.internal_store_config(), clock)
+        try:
+            self._metadata = MetadataStore(data_dir)
+            self._offsets = OffsetStore(data_dir)
+            self._store = MessageStore(data_dir, config.internal_store_config(), clock)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._store.add_append_listener(self._on_append)
         self.metrics = BrokerMetrics(self)
         try:  # a failed open must not leave the store's threads and files behind
@@ -103,6 +111,7 @@ class Broker(BrokerApi):
             if kv is not None:
                 kv.close()
             self._store.close()
+            os.close(self._lock_fd)
             raise
         self._threads = [
             self._periodic("kv-ttl", config.ttl_check_interval_ms, self._kv.expire),
@@ -463,12 +472,31 @@ class Broker(BrokerApi):
         self._offsets.persist()
         self._kv.close()
         self._store.close()
+        os.close(self._lock_fd)  # releases the data directory's lock
 
     def __enter__(self) -> Broker:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the exclusive lock of ``data_dir`` (a ``LOCK`` file, flock) and return its
+    descriptor; closing it releases the lock (so does the process dying). Two brokers
+    on one directory would corrupt it: the second gets a `ConfigError`."""
+    fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(
+            "data_dir", f"{data_dir} is in use by another broker (pid {holder}); stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _check_transaction_id(transaction_id: object) -> None:

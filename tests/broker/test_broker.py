@@ -553,3 +553,13 @@ def test_retention_thread_removes_old_segments(harness: Harness) -> None:
     assert 0 < first < end == 3
     result = broker.read("ns", "q", 0, 0, 10, 0)  # below the first retained: reads from it
     assert result.messages[0].offset == first
+
+
+def test_a_second_broker_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    first = Broker(BrokerConfig(data_dir=tmp_path))
+    try:
+        with pytest.raises(ConfigError, match="in use by another broker"):
+            Broker(BrokerConfig(data_dir=tmp_path))
+    finally:
+        first.close()
+    Broker(BrokerConfig(data_dir=tmp_path)).close()  # free again once closed
