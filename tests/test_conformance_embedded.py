@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from omconnect.broker.broker import Broker
 from omconnect.broker.config import BrokerConfig
-
 from omconnect.broker.server import BrokerServer, ServerThread
 from omconnect.testing.conformance import DriverConformance
 
