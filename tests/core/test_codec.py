@@ -36,8 +36,9 @@ def test_round_trip(message: Message) -> None:
 
 
 def test_every_header_survives() -> None:
-    values = {name: (7 if isinstance(getattr(Message(b""), name), int) else name)
-              for name in HEADER_NAMES}
+    values = {
+        name: (7 if isinstance(getattr(Message(b""), name), int) else name) for name in HEADER_NAMES
+    }
     message = Message(b"body", **values)
     assert codec.decode(codec.encode(message)).header_dict() == message.header_dict()
     assert len(message.header_dict()) == len(HEADER_NAMES)
