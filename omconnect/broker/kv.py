@@ -33,7 +33,7 @@ from pathlib import Path
 import msgpack
 
 from omconnect.broker.api import KeyValue, KvEvent
-from omconnect.broker.metadata import write_file_atomically
+from omconnect.broker.files import write_file_atomically
 from omconnect.broker.store import MessageStore, StoreConfig
 from omconnect.errors import CompactedError, ConfigError, CorruptDataError, FatalError
 

@@ -15,13 +15,13 @@ no namespace.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from omconnect.broker.api import QueueInfo
+from omconnect.broker.files import write_file_atomically
 from omconnect.errors import AlreadyExistsError, ConfigError, CorruptDataError, NotFoundError
 
 # Internal queues of the broker (one partition each). Never renumber: they are on disk.
@@ -191,22 +191,6 @@ class Catalog:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptDataError(f"metadata does not parse: {exc!r}") from exc
         return catalog
-
-
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content:
-    write a temp file beside it, fsync it, rename it over, fsync the directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class MetadataStore:

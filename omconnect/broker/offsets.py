@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from omconnect.broker.metadata import write_file_atomically
+from omconnect.broker.files import write_file_atomically
 from omconnect.errors import ConfigError, CorruptDataError
 
 _FORMAT_VERSION = 1

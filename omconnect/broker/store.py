@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -39,6 +38,7 @@ import crc32c
 from omconnect.broker.api import StoredMessage
 from omconnect.broker.commitlog import HEADER_SIZE, MAGIC, RECORD_HEADER, CommitLog
 from omconnect.broker.consumequeue import ConsumeQueue
+from omconnect.broker.files import write_file_atomically
 from omconnect.broker.flush import FlushService, PeriodicTask
 from omconnect.errors import (
     ConfigError,
@@ -174,20 +174,6 @@ class Checkpoint:
             )
         except (ValueError, KeyError, TypeError):
             return None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _epoch_ms() -> int:
@@ -532,7 +518,7 @@ class MessageStore:
             self._flusher.flush()
             for cq in queues:
                 cq.sync()
-            _write_atomically(self._checkpoint_path, checkpoint.encode())
+            write_file_atomically(self._checkpoint_path, checkpoint.encode())
 
     def close(self) -> None:
         """Flush, write a final checkpoint and close every file. Idempotent."""
