@@ -6,7 +6,8 @@ it came from, e.g. ``{"file": "/var/log/app.log"}``) and *source offset* (how fa
 stream has been read, e.g. ``{"position": 1024}``). The runtime, never the task,
 stores offsets: after a restart the task reads them back through its
 `OffsetReader` and resumes. Both are flat maps of JSON scalars so every offset
-store can keep them.
+store can keep them; a `SourceRecord` checks and copies them when it is built, so a
+task may reuse and mutate its own dicts between records.
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ from omconnect.errors import ConfigError
 JsonScalar = str | int | float | bool | None
 SourcePartition = Mapping[str, JsonScalar]
 SourceOffset = Mapping[str, JsonScalar]
+PartitionKey = tuple[tuple[str, JsonScalar], ...]
+"""A source partition in hashable, canonical form (items sorted by key)."""
+
+
+def partition_key(partition: SourcePartition) -> PartitionKey:
+    """The hashable form of ``partition``: equal partitions give equal keys whatever
+    their key order. Used as the dict key of `OffsetReader.offsets`."""
+    return tuple(sorted(partition.items()))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    """One partition of a topic (queue), as assigned to a sink task."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}-{self.partition}"
 
 
 def check_source_map(kind: str, value: Mapping[str, Any]) -> dict[str, JsonScalar]:
@@ -108,12 +128,33 @@ class SourceRecord(ConnectRecord):
     source_partition: SourcePartition = field(default_factory=dict)
     source_offset: SourceOffset = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Copy: a task that mutates one offset dict between records must not change
+        # the offsets of records already returned (they are committed later).
+        partition = check_source_map("source_partition", self.source_partition)
+        offset = check_source_map("source_offset", self.source_offset)
+        object.__setattr__(self, "source_partition", partition)
+        object.__setattr__(self, "source_offset", offset)
+
 
 @dataclass(frozen=True, slots=True)
 class SinkRecord(ConnectRecord):
-    """A record handed to a sink task, with where in the queue it was read."""
+    """A record handed to a sink task, with where in the queue it was read.
+
+    ``offset`` is the record's offset in its partition. Transforms may change
+    ``topic`` and ``partition``; ``original_*`` keep where the record was read, and the
+    runtime commits consumer offsets by those (see `topic_partition`).
+    """
 
     offset: int = -1
     original_topic: str = ""
     original_partition: int = -1
     original_offset: int = -1
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        """Where the record was read: ``original_topic``/``original_partition`` when set
+        (a transform may have renamed the topic), else ``topic``/``partition``."""
+        if self.original_topic:
+            return TopicPartition(self.original_topic, self.original_partition)
+        return TopicPartition(self.topic, -1 if self.partition is None else self.partition)

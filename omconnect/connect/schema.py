@@ -301,4 +301,3 @@ def validate_value(schema: Schema, value: Any, path: str = "") -> None:
             raise SchemaError(f"struct{where} has a different schema")
         for f in schema.fields:
             validate_value(f.schema, value.get(f.name), f"{path}.{f.name}" if path else f.name)
-
