@@ -10,6 +10,10 @@ description and, for dotted Kafka-style names, an alias::
                                 description="Lines per poll.")
         password: SecretStr | None = Field(None, description="Never logged.")
 
+Raw configs are string maps: pydantic converts ``"2000"`` to int and ``"true"`` to
+bool, and a string for a list-typed key is split at commas (Kafka's LIST type:
+``topics=a, b`` is ``["a", "b"]``).
+
 From that one declaration come: `parse_config` (validation with the failing key and
 the reason in a `ConfigError`), `describe_config` (the REST ``config/validate`` and
 ``omconnect plugins describe`` answers), and docs. Secrets typed `SecretStr` print
@@ -18,11 +22,12 @@ as ``[hidden]``. A parsed config is frozen.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
 
 from omconnect.errors import ConfigError
 
@@ -34,6 +39,32 @@ class PluginConfig(BaseModel):
     unknown keys ignored (the runtime's own keys share the same map)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_list_strings(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            if not _is_collection(field.annotation):
+                continue
+            for key in {field.alias or name, name}:
+                if isinstance(out.get(key), str):
+                    out[key] = split_list(out[key])
+        return out
+
+
+def split_list(value: str) -> list[str]:
+    """Kafka's LIST parsing: items separated by commas, trimmed, empty ones dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _is_collection(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_is_collection(arg) for arg in get_args(annotation))
+    return annotation in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset)
 
 
 C = TypeVar("C", bound=PluginConfig)
@@ -125,8 +156,9 @@ def redact(
     secret_keys: set[str] | None = None,
 ) -> dict[str, Any]:
     """A copy of a raw config map with secret values replaced by ``[hidden]``: keys
-    typed `SecretStr` in ``model``, keys in ``secret_keys``, and any key whose name
-    contains "password", "secret" or "token"."""
+    typed `SecretStr` in ``model``, keys in ``secret_keys`` (e.g. those resolved by a
+    config provider), and any key whose name contains "password", "secret", "token"
+    or "credential"."""
     secret = set(secret_keys or ())
     if model is not None:
         secret |= {i.name for i in describe_config(model) if i.secret}
@@ -138,4 +170,4 @@ def redact(
 
 def _looks_secret(key: str) -> bool:
     lowered = key.lower()
-    return any(word in lowered for word in ("password", "secret", "token"))
+    return any(word in lowered for word in ("password", "secret", "token", "credential"))

@@ -10,17 +10,23 @@ INT8..64   int (range-checked)          FLOAT32/64  float
 BOOLEAN    bool                         STRING      str
 BYTES      bytes                        ARRAY       list
 MAP        dict                         STRUCT      `Struct`
-Decimal    decimal.Decimal (BYTES; parameter ``scale``)
+Decimal    decimal.Decimal (BYTES; parameter ``scale``, optional precision)
 Date       datetime.date (INT32 days since the epoch)
 Time       datetime.time (INT32 ms since midnight)
-Timestamp  datetime.datetime, UTC (INT64 ms since the epoch)
+Timestamp  datetime.datetime, timezone-aware (INT64 ms since the epoch)
 =========  ==================================================================
+
+A schema is checked when built (an ARRAY needs its value schema, a MAP its key and
+value schemas, a default must fit) and values are checked by `Schema.validate`;
+both raise `SchemaError` naming the path of the bad part, e.g. ``items[2].price``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -58,6 +64,9 @@ INT_RANGES = {
     Type.INT64: (-(2**63), 2**63 - 1),
 }
 
+FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT_MAX = {Type.FLOAT32: FLOAT32_MAX, Type.FLOAT64: sys.float_info.max}
+
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 DATE = "org.apache.kafka.connect.data.Date"
 TIME = "org.apache.kafka.connect.data.Time"
@@ -79,7 +88,8 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """An immutable schema; build one with the helpers below or `SchemaBuilder`."""
+    """An immutable schema; build one with the helpers below. `SchemaError` if it is
+    malformed (see the module docstring)."""
 
     type: Type
     optional: bool = False
@@ -91,6 +101,9 @@ class Schema:
     fields: tuple[Field, ...] = ()
     key_schema: Schema | None = None  # MAP
     value_schema: Schema | None = None  # MAP and ARRAY
+
+    def __post_init__(self) -> None:
+        _check_schema(self)
 
     def field(self, name: str) -> Field | None:
         """The struct field called ``name``, or None."""
@@ -111,6 +124,26 @@ class Schema:
     def validate(self, value: Any) -> None:
         """Raise `SchemaError` (naming the path) unless ``value`` fits this schema."""
         validate_value(self, value, "")
+
+
+def _check_schema(schema: Schema) -> None:
+    t = schema.type
+    if t is Type.ARRAY and schema.value_schema is None:
+        raise SchemaError("an array schema needs a value schema")
+    if t is Type.MAP and (schema.key_schema is None or schema.value_schema is None):
+        raise SchemaError("a map schema needs a key schema and a value schema")
+    if t is not Type.STRUCT and schema.fields:
+        raise SchemaError(f"only a struct schema has fields, not {t.value}")
+    if t not in (Type.ARRAY, Type.MAP) and schema.value_schema is not None:
+        raise SchemaError(f"only array and map schemas have a value schema, not {t.value}")
+    if t is not Type.MAP and schema.key_schema is not None:
+        raise SchemaError(f"only a map schema has a key schema, not {t.value}")
+    if schema.name == DECIMAL:
+        scale = schema.params.get("scale", "")
+        if t is not Type.BYTES or not scale.lstrip("-").isdigit():
+            raise SchemaError("a Decimal schema is BYTES with an integer 'scale' parameter")
+    if schema.default is not None:
+        validate_value(replace(schema, default=None), schema.default, "<default>")
 
 
 def _primitive(t: Type) -> Schema:
@@ -196,11 +229,12 @@ class Struct:
         return self
 
     def get(self, name: str) -> Any:
-        """A field's value, or its schema default when unset."""
+        """A field's value, or its schema default when unset or None."""
         f = self.schema.field(name)
         if f is None:
             raise SchemaError(f"{name!r} is not a field of struct {self.schema.name or ''}")
-        return self._values.get(name, f.schema.default)
+        value = self._values.get(name)
+        return f.schema.default if value is None else value
 
     def validate(self) -> None:
         """Raise `SchemaError` if a required field without a default is unset."""
@@ -234,6 +268,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
 _LOGICAL_TYPES: dict[str, tuple[type, ...]] = {
     DECIMAL: (decimal.Decimal,),
     DATE: (dt.date,),
@@ -258,12 +294,7 @@ def validate_value(schema: Schema, value: Any, path: str = "") -> None:
         raise SchemaError(f"null value{where} for a required {schema.type.value} schema")
     logical = _LOGICAL_TYPES.get(schema.name or "")
     if logical is not None:
-        if schema.name == DATE and isinstance(value, dt.datetime):
-            raise SchemaError(f"Date{where} takes a date, not a datetime")
-        if not isinstance(value, logical):
-            raise SchemaError(
-                f"{schema.name}{where} takes {logical[0].__name__}, not {type(value).__name__}"
-            )
+        _validate_logical(schema, value, logical, where)
         return
     t = schema.type
     if t in INT_RANGES:
@@ -280,6 +311,14 @@ def validate_value(schema: Schema, value: Any, path: str = "") -> None:
                 f"{t.value}{where} takes {_PRIMITIVE_TYPES[t][0].__name__}, "
                 f"not {type(value).__name__}"
             )
+        float_max = _FLOAT_MAX.get(t)
+        if (
+            float_max is not None
+            and isinstance(value, int | float)
+            and abs(value) > float_max
+            and not (isinstance(value, float) and math.isinf(value))  # inf is a valid float
+        ):
+            raise SchemaError(f"{value}{where} is out of range for {t.value}")
     elif t is Type.ARRAY:
         if not isinstance(value, list | tuple):
             raise SchemaError(f"array{where} takes a list, not {type(value).__name__}")
@@ -291,13 +330,42 @@ def validate_value(schema: Schema, value: Any, path: str = "") -> None:
             raise SchemaError(f"map{where} takes a dict, not {type(value).__name__}")
         for k, v in value.items():
             if schema.key_schema is not None:
-                validate_value(schema.key_schema, k, f"{path}.<key>")
+                validate_value(schema.key_schema, k, f"{path}.<key>" if path else "<key>")
             if schema.value_schema is not None:
                 validate_value(schema.value_schema, v, f"{path}[{k!r}]")
     elif t is Type.STRUCT:
         if not isinstance(value, Struct):
             raise SchemaError(f"struct{where} takes a Struct, not {type(value).__name__}")
-        if value.schema != schema:
+        if value.schema is not schema and value.schema != schema:
             raise SchemaError(f"struct{where} has a different schema")
         for f in schema.fields:
             validate_value(f.schema, value.get(f.name), f"{path}.{f.name}" if path else f.name)
+
+
+def _validate_logical(schema: Schema, value: Any, types: tuple[type, ...], where: str) -> None:
+    name = (schema.name or "").rpartition(".")[2]
+    if schema.name == DATE and isinstance(value, dt.datetime):
+        raise SchemaError(f"Date{where} takes a date, not a datetime")
+    if not isinstance(value, types):
+        raise SchemaError(f"{name}{where} takes {types[0].__name__}, not {type(value).__name__}")
+    if isinstance(value, dt.datetime) and schema.name == TIMESTAMP and value.utcoffset() is None:
+        raise SchemaError(f"Timestamp{where} takes a timezone-aware datetime, not a naive one")
+    if isinstance(value, decimal.Decimal) and schema.name == DECIMAL:
+        _validate_decimal(schema, value, where)
+
+
+def _validate_decimal(schema: Schema, value: decimal.Decimal, where: str) -> None:
+    if not value.is_finite():
+        raise SchemaError(f"Decimal{where} must be finite, not {value}")
+    params = schema.params
+    scale = int(params["scale"])
+    _, digits, exponent = value.as_tuple()
+    significant = "".join(map(str, digits)).rstrip("0")
+    places = -(int(exponent) + len(digits) - len(significant)) if significant else 0
+    if places > scale:
+        raise SchemaError(f"{value}{where} has more than {scale} decimal places (the scale)")
+    precision = params.get("connect.decimal.precision")
+    if precision is not None:
+        unscaled = abs(int(value.scaleb(scale, _EXACT)))
+        if len(str(unscaled)) > int(precision):
+            raise SchemaError(f"{value}{where} has more than {precision} digits (the precision)")
