@@ -1,0 +1,152 @@
+"""`JsonConverter`: Kafka Connect's JSON converter, byte for byte.
+
+With ``schemas.enable`` (the default) every key or value is written in Kafka's
+envelope ``{"schema":{...},"payload":...}`` so a reader rebuilds the `Schema` and
+`Struct`; without it the value is plain JSON and reads back schemaless (dicts,
+lists, str, int, float, bool, None; bytes are written as base64 text). Decimals
+are base64 of the unscaled two's-complement bytes (``decimal.format=BASE64``, the
+default) or plain JSON numbers (``NUMERIC``); Date, Time and Timestamp are integers
+(days, ms since midnight, ms since the epoch).
+
+As in Kafka: a None value with no schema is a tombstone (None bytes); a None value
+with a schema is written as its default, or ``null`` if optional
+(``replace.null.with.default=false`` writes ``null`` even when there is a default).
+None bytes read back as ``(None, None)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from omconnect.runtime.converters.base import ConversionError, Converter
+from omconnect.runtime.converters.json_data import (
+    dumps,
+    dumps_exact,
+    loads,
+    schema_from_json,
+    schema_to_json,
+    value_from_json,
+    value_to_json,
+)
+from pydantic import Field, field_validator
+
+from omconnect.connect.config import PluginConfig, parse_config
+from omconnect.connect.schema import DECIMAL, Schema, Type
+
+ENVELOPE_HINT = (
+    "JsonConverter with schemas.enable needs an object with exactly the fields "
+    '"schema" and "payload"; to read plain JSON set schemas.enable=false'
+)
+
+
+class JsonConverterConfig(PluginConfig):
+    """Settings of `JsonConverter` (Kafka's names and defaults)."""
+
+    schemas_enable: bool = Field(
+        True,
+        alias="schemas.enable",
+        description="Write and expect the {schema, payload} envelope.",
+    )
+    decimal_format: Literal["BASE64", "NUMERIC"] = Field(
+        "BASE64",
+        alias="decimal.format",
+        description="Decimals as base64 of their unscaled bytes, or as JSON numbers.",
+    )
+    replace_null_with_default: bool = Field(
+        True,
+        alias="replace.null.with.default",
+        description="Write a null field that has a default as its default.",
+    )
+    schemas_cache_size: int = Field(
+        1000, alias="schemas.cache.size", ge=0, description="Schemas whose JSON is cached."
+    )
+
+    @field_validator("decimal_format", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class JsonConverter(Converter):
+    """Kafka's ``org.apache.kafka.connect.json.JsonConverter``; see the module doc."""
+
+    config_model = JsonConverterConfig
+
+    def __init__(self) -> None:
+        self.config = parse_config(JsonConverterConfig, {})
+        self._schema_text: dict[Schema, str] = {}
+
+    def configure(self, config: Mapping[str, Any], is_key: bool) -> None:
+        """Read ``schemas.enable``, ``decimal.format``, ``replace.null.with.default``
+        and ``schemas.cache.size``."""
+        self.config = parse_config(JsonConverterConfig, config)
+        self.is_key = is_key
+        self._schema_text.clear()
+
+    @property
+    def _numeric(self) -> bool:
+        return self.config.decimal_format == "NUMERIC"
+
+    def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
+        """Kafka's JSON (envelope or plain) for ``value``; None for a tombstone."""
+        if schema is None and value is None:
+            return None
+        try:
+            payload = value_to_json(
+                schema,
+                value,
+                numeric_decimals=self._numeric,
+                replace_null_with_default=self.config.replace_null_with_default,
+            )
+            exact = self._numeric and schema is not None and _has_decimal(schema)
+            text = dumps_exact(payload) if exact else dumps(payload)
+            if self.config.schemas_enable:
+                text = f'{{"schema":{self._schema_json(schema)},"payload":{text}}}'
+        except (ConversionError, ValueError, TypeError) as exc:
+            raise self.error(topic, "to JSON", exc) from None
+        return text.encode("utf-8")
+
+    def _schema_json(self, schema: Schema | None) -> str:
+        if schema is None:
+            return "null"
+        try:
+            return self._schema_text[schema]
+        except KeyError:
+            pass
+        except TypeError:  # a schema with an unhashable default (a map or list)
+            return dumps(schema_to_json(schema))
+        text = dumps(schema_to_json(schema))
+        if len(self._schema_text) >= self.config.schemas_cache_size:
+            self._schema_text.clear()
+        if self.config.schemas_cache_size:
+            self._schema_text[schema] = text
+        return text
+
+    def to_connect(self, topic: str, data: bytes | None) -> tuple[Schema | None, Any]:
+        """The schema and value of Kafka JSON ``data``; ``(None, None)`` for None."""
+        if data is None:
+            return None, None
+        try:
+            if not self.config.schemas_enable:
+                return None, loads(data, exact=False)
+            node = loads(data, exact=True)
+            if not isinstance(node, dict) or node.keys() != {"schema", "payload"}:
+                raise ConversionError(ENVELOPE_HINT)
+            schema = schema_from_json(node["schema"])
+            value = value_from_json(
+                schema,
+                node["payload"],
+                replace_null_with_default=self.config.replace_null_with_default,
+            )
+        except ConversionError as exc:
+            raise self.error(topic, "from JSON", exc) from None
+        return schema, value
+
+
+def _has_decimal(schema: Schema) -> bool:
+    if schema.name == DECIMAL:
+        return True
+    if schema.type is Type.STRUCT:
+        return any(_has_decimal(f.schema) for f in schema.fields)
+    return any(_has_decimal(s) for s in (schema.key_schema, schema.value_schema) if s)
