@@ -84,7 +84,7 @@ INVALID: list[tuple[Schema, Any, str]] = [
     (STRING, b"x", "takes str, not bytes"),
     (BYTES, "x", "takes bytes, not str"),
     (INT32, None, "null value for a required int32"),
-    (array_schema(INT32), (i for i in ()), "takes a list"),
+    (array_schema(INT32), iter([1]), "takes a list"),
     (map_schema(STRING, INT32), [("a", 1)], "takes a dict"),
     (decimal_schema(2), 1.23, "takes Decimal, not float"),
     (decimal_schema(2), Decimal("1.234"), "more than 2 decimal places"),
