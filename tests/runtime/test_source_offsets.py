@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omconnect.runtime.source_offsets import (
     CommittableOffsets,
+    PartitionOffset,
     SubmittedRecords,
 )
 
@@ -197,6 +198,12 @@ def test_concurrent_acks_keep_the_count_right() -> None:
 # -- the property: random ack orders, interleaved commits ---------------------------
 
 
+def seq_of(item: PartitionOffset) -> int:
+    seq = item.offset["seq"]
+    assert isinstance(seq, int)
+    return seq
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=60),
@@ -218,7 +225,7 @@ def test_never_commits_past_an_unacked_record(
         if rnd.random() < commit_rate:
             result = submitted.committable()
             for item in result.offsets:
-                part, seq = str(item.partition["p"]), int(item.offset["seq"])
+                part, seq = str(item.partition["p"]), seq_of(item)
                 # every record of that partition up to seq is acked ...
                 assert all(n in acked for n in range(seq + 1) if partitions[n] == part)
                 # ... and offsets never go backwards
@@ -229,7 +236,7 @@ def test_never_commits_past_an_unacked_record(
                 submitted.committed(result)
     final = submitted.committable()
     for item in final.offsets:
-        stored[str(item.partition["p"])] = int(item.offset["seq"])
+        stored[str(item.partition["p"])] = seq_of(item)
     submitted.committed(final)
     last = {p: n for n, p in enumerate(partitions)}
     assert stored == last  # once all are acked, each partition's last offset is stored
