@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from omconnect.connect.config import HIDDEN, redact
+from omconnect.errors import ConfigError
 from omconnect.runtime.config_providers import (
     ConfigProvider,
     EnvProvider,
@@ -15,9 +18,6 @@ from omconnect.runtime.config_providers import (
     parse_properties,
     resolve_config,
 )
-
-from omconnect.connect.config import HIDDEN, redact
-from omconnect.errors import ConfigError
 
 SECRET = "s3cr3t-value"
 

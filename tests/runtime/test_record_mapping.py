@@ -2,6 +2,9 @@
 
 from hypothesis import given
 from hypothesis import strategies as st
+
+from omconnect import codec
+from omconnect.connect.records import Headers, SourceRecord
 from omconnect.runtime.record_mapping import (
     headers_of,
     key_bytes,
@@ -9,9 +12,6 @@ from omconnect.runtime.record_mapping import (
     to_sink_record,
     value_bytes,
 )
-
-from omconnect import codec
-from omconnect.connect.records import Headers, SourceRecord
 
 header_values = st.one_of(
     st.text(), st.integers(), st.booleans(), st.none(), st.lists(st.integers(), max_size=3)
