@@ -12,7 +12,8 @@ bytes. Key layout, all under ``connect/<group>/``::
                                        "generation": 7, "trace": ""}
     status/tasks/<connector>/<task>   the same, per task number
 
-``<partition>`` is the canonical JSON of the source partition map. Writes two
+``<partition>`` is the canonical JSON of the source partition map (a key longer than
+the store allows is refused with `ConfigError`). Writes two
 workers could race on use compare-and-set: connector and task configs take an
 expected revision, and a status write is fenced by its generation, so a worker of an
 older generation never overwrites a newer generation's status. Connector and group
@@ -167,7 +168,7 @@ class ConfigStore(_Store):
             revision = self._kv.compare_and_set(key, data.encode(), expected_revision)
         if revision is None:
             return None
-        return ConnectorConfigRecord(name, dict(config), TargetState(target_state), revision)
+        return self._record(name, data.encode(), revision)  # as `get` would read it
 
     def set_target_state(self, name: str, state: TargetState) -> ConnectorConfigRecord:
         """Change only the target state, keeping the config another worker may be
@@ -219,7 +220,8 @@ class ConfigStore(_Store):
             data = canonical_json({"generation": generation, "tasks": list(copies)})
             written = self._kv.compare_and_set(key, data.encode(), revision)
             if written is not None:
-                return TaskConfigsRecord(name, generation, copies, written)
+                stored = tuple(json.loads(data)["tasks"])  # as `get_tasks` would read them
+                return TaskConfigsRecord(name, generation, stored, written)
             if expected_revision is not None:
                 return None
         raise RetriableError(f"connector {name!r}: too many concurrent task config writes")

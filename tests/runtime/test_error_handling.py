@@ -9,6 +9,9 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from omconnect.connect.config import parse_config
+from omconnect.errors import ConfigError, FatalError, RecordError, RetriableError
 from omconnect.runtime.error_handling import (
     SKIPPED,
     DeadLetter,
@@ -26,9 +29,6 @@ from omconnect.runtime.error_handling import (
     build_operator,
     retry_delay_ms,
 )
-
-from omconnect.connect.config import parse_config
-from omconnect.errors import ConfigError, FatalError, RecordError, RetriableError
 
 
 def config(**values: object) -> ErrorHandlingConfig:

@@ -8,13 +8,13 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from omconnect.errors import ConfigError
 from omconnect.runtime.source_offsets import (
     CommittableOffsets,
     PartitionOffset,
     SubmittedRecords,
 )
-
-from omconnect.errors import ConfigError
 
 FILE_A = {"file": "a.log"}
 FILE_B = {"file": "b.log"}

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from omconnect.access_point import MessagingAccessPoint
+from omconnect.connect.records import JsonScalar, partition_key
+from omconnect.errors import ConfigError, CorruptDataError, NotFoundError
 from omconnect.runtime.stores import (
     ConnectStores,
     State,
@@ -14,10 +18,6 @@ from omconnect.runtime.stores import (
     TargetState,
     canonical_json,
 )
-
-from omconnect.access_point import MessagingAccessPoint
-from omconnect.connect.records import JsonScalar, partition_key
-from omconnect.errors import ConfigError, CorruptDataError, NotFoundError
 
 FILE_CONFIG = {"connector.class": "FileStreamSource", "file": "/var/log/app.log", "tasks.max": "2"}
 
@@ -337,3 +337,11 @@ def test_everything_survives_a_restart(tmp_path: Path) -> None:
         assert again.configs.put("files", {}, expected_revision=config.revision) is not None
     finally:
         second.close()
+
+
+def test_written_record_equals_what_is_read_back(stores: ConnectStores) -> None:
+    written = stores.configs.put("files", {"ports": (1, 2), "n": 3})
+    assert written == stores.configs.get("files")
+    assert written is not None and written.config["ports"] == [1, 2]
+    tasks = stores.configs.put_tasks("files", [{"ports": (1, 2)}])
+    assert tasks == stores.configs.get_tasks("files")
