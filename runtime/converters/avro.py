@@ -21,15 +21,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from omconnect.runtime.converters.avro_data import from_avro_datum, to_avro_datum
-from omconnect.runtime.converters.avro_schema import from_avro_schema, to_avro_schema
-from omconnect.runtime.converters.base import ConversionError, Converter
-from omconnect.runtime.converters.schema_registry import SchemaRegistry, subject_name
 from pydantic import Field
 
 from omconnect.connect.config import PluginConfig, parse_config
 from omconnect.connect.schema import Schema, SchemaError
 from omconnect.errors import ConfigError, NotFoundError
+from omconnect.runtime.converters.avro_data import from_avro_datum, to_avro_datum
+from omconnect.runtime.converters.avro_schema import from_avro_schema, to_avro_schema
+from omconnect.runtime.converters.base import ConversionError, Converter
+from omconnect.runtime.converters.schema_registry import SchemaRegistry, subject_name
 
 __all__ = ["AvroConverter", "AvroConverterConfig", "from_avro_schema", "to_avro_schema"]
 

@@ -19,9 +19,6 @@ import decimal
 from collections.abc import Mapping
 from typing import Any
 
-from omconnect.runtime.converters import logical
-from omconnect.runtime.converters.base import ConversionError
-
 from omconnect.connect.schema import (
     DATE,
     DECIMAL,
@@ -33,6 +30,8 @@ from omconnect.connect.schema import (
     Struct,
     Type,
 )
+from omconnect.runtime.converters import logical
+from omconnect.runtime.converters.base import ConversionError
 
 
 def _fail(path: str, reason: str) -> ConversionError:

@@ -40,15 +40,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from omconnect.runtime.converters import logical
-from omconnect.runtime.converters.avro_data import (
-    datum_to_json,
-    from_avro_datum,
-    string_keyed,
-    to_avro_datum,
-)
-from omconnect.runtime.converters.base import ConversionError
-
 from omconnect.connect.schema import (
     DATE,
     DECIMAL,
@@ -59,6 +50,14 @@ from omconnect.connect.schema import (
     SchemaError,
     Type,
 )
+from omconnect.runtime.converters import logical
+from omconnect.runtime.converters.avro_data import (
+    datum_to_json,
+    from_avro_datum,
+    string_keyed,
+    to_avro_datum,
+)
+from omconnect.runtime.converters.base import ConversionError
 
 NAMESPACE = "io.confluent.connect.avro"
 DEFAULT_RECORD = "ConnectDefault"

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from omconnect.runtime.converters.base import Converter
-
 from omconnect.connect.schema import OPTIONAL_BYTES, Schema, Type
+from omconnect.runtime.converters.base import Converter
 
 
 class ByteArrayConverter(Converter):

@@ -19,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from pydantic import Field, field_validator
+
+from omconnect.connect.config import PluginConfig, parse_config
+from omconnect.connect.schema import DECIMAL, Schema, Type
 from omconnect.runtime.converters.base import ConversionError, Converter
 from omconnect.runtime.converters.json_data import (
     dumps,
@@ -29,10 +33,6 @@ from omconnect.runtime.converters.json_data import (
     value_from_json,
     value_to_json,
 )
-from pydantic import Field, field_validator
-
-from omconnect.connect.config import PluginConfig, parse_config
-from omconnect.connect.schema import DECIMAL, Schema, Type
 
 ENVELOPE_HINT = (
     "JsonConverter with schemas.enable needs an object with exactly the fields "

@@ -1,17 +1,18 @@
 """Kafka Connect's JSON forms: schemas as JSON objects, values as JSON trees.
 
 `schema_to_json` / `schema_from_json` follow Kafka's ``JsonConverter.asJsonSchema``
-and ``asConnectSchema`` key for key (``type``, ``optional``, ``name``, ``version``,
-``doc``, ``parameters``, ``default``; ``fields`` with ``field``; ``items``; ``keys``
-and ``values``). `value_to_json` / `value_from_json` follow ``convertToJson`` and
+and ``asConnectSchema`` key for key (``type`` with Kafka's type names, so FLOAT32 and
+FLOAT64 are ``float`` and ``double``; ``optional``, ``name``, ``version``, ``doc``,
+``parameters``, ``default``; ``fields`` with ``field``; ``items``; ``keys`` and
+``values``). `value_to_json` / `value_from_json` follow ``convertToJson`` and
 ``convertToConnect``: bytes and BASE64 decimals as base64 text, Date/Time/Timestamp
 as integers, maps with STRING keys as objects and other maps as ``[key, value]``
 pairs. Reading is stricter than Kafka: a JSON type that does not fit the schema is
 a `ConversionError` naming the place, not a silent zero.
 
 A JSON tree here is dict/list/str/int/float/bool/None, plus `decimal.Decimal` for
-numbers that must keep every digit (NUMERIC decimals; `dumps` writes them plainly,
-and `loads` reads non-integral numbers as `decimal.Decimal`).
+numbers that must keep every digit (NUMERIC decimals; `dumps_exact` writes them
+plainly, and `loads` with ``exact`` reads non-integral numbers as `decimal.Decimal`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from omconnect.runtime.converters import logical
-from omconnect.runtime.converters.base import ConversionError
-
 from omconnect.connect.schema import (
     DECIMAL,
     INT_RANGES,
@@ -36,8 +34,13 @@ from omconnect.connect.schema import (
     Struct,
     Type,
 )
+from omconnect.runtime.converters import logical
+from omconnect.runtime.converters.base import ConversionError
 
-_TYPE_NAMES = {t.value: t for t in Type}
+# Kafka's JSON names: Connect's own except FLOAT32/FLOAT64, which are "float"/"double".
+JSON_TYPE_NAMES = {t: t.value for t in Type} | {Type.FLOAT32: "float", Type.FLOAT64: "double"}
+_TYPE_NAMES = {name: t for t, name in JSON_TYPE_NAMES.items()}
+_TYPE_NAMES.update({"float32": Type.FLOAT32, "float64": Type.FLOAT64})  # lenient reading
 
 
 def _at(path: str) -> str:
@@ -57,7 +60,7 @@ def _child(path: str, name: str) -> str:
 
 def schema_to_json(schema: Schema) -> dict[str, Any]:
     """Kafka's JSON form of ``schema`` (key order as Kafka writes it)."""
-    node: dict[str, Any] = {"type": schema.type.value}
+    node: dict[str, Any] = {"type": JSON_TYPE_NAMES[schema.type]}
     if schema.type is Type.ARRAY:
         node["items"] = schema_to_json(_part(schema.value_schema, "items"))
     elif schema.type is Type.MAP:

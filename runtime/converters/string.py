@@ -10,11 +10,11 @@ import codecs
 from collections.abc import Mapping
 from typing import Any
 
-from omconnect.runtime.converters.base import Converter
 from pydantic import Field, field_validator
 
 from omconnect.connect.config import PluginConfig, parse_config
 from omconnect.connect.schema import OPTIONAL_STRING, Schema
+from omconnect.runtime.converters.base import Converter
 
 
 class StringConverterConfig(PluginConfig):
