@@ -138,6 +138,21 @@ def broker(
             the_broker.close()
 
 
+@app.command()
+def standalone(
+    worker_config: Annotated[Path, typer.Argument(help="Worker config (JSON).")],
+    connector_configs: Annotated[
+        list[Path], typer.Argument(help="Connector configs (JSON), one or more.")
+    ],
+) -> None:
+    """Run connectors in this process until SIGTERM or Ctrl-C (offsets kept locally)."""
+    from omconnect.runtime.standalone import run_standalone
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with _user_errors():
+        run_standalone(worker_config, connector_configs)
+
+
 @queues_app.command("create")
 def queues_create(
     name: str,

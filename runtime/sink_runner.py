@@ -1,0 +1,264 @@
+"""`SinkTaskRunner`: runs one sink task on its own thread.
+
+A pull consumer in the group ``connect-<connector>`` reads the task's topics;
+each message → key/value converters → sink record → transforms → `SinkTask.put`.
+Every ``offset.flush.interval.ms`` the runner asks `SinkTask.pre_commit` (which
+flushes) what may be committed, acks the messages below those offsets and commits
+the consumer's offsets: a crash redelivers what was not flushed, never loses it.
+A message that fails a converter or a transform goes through the error handler
+(skipped and dead-lettered, or failing the task). `put` raising `RetriableError`
+is retried with the same records after a backoff; anything else fails the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from omconnect.access_point import MessagingAccessPoint
+from omconnect.connect.connector import SinkTask, TopicPartition
+from omconnect.connect.records import SinkRecord
+from omconnect.consumer import PullConsumer
+from omconnect.errors import RetriableError
+from omconnect.message import Message
+from omconnect.runtime.converters.base import Converter
+from omconnect.runtime.error_handling import (
+    SKIPPED,
+    OriginalRecord,
+    RetryWithToleranceOperator,
+    Stage,
+)
+from omconnect.runtime.record_mapping import key_bytes, to_sink_record, value_bytes
+from omconnect.runtime.stores import State
+from omconnect.runtime.task_common import StateListener, TaskId, trace_of
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[SinkRecord], SinkRecord | None]
+
+
+class _Context:
+    """The `SinkTaskContext` a task gets."""
+
+    def __init__(self, runner: SinkTaskRunner) -> None:
+        self._runner = runner
+
+    @property
+    def config(self) -> Mapping[str, str]:
+        return self._runner.config
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._runner.owned)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._runner.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._runner.paused.difference_update(partitions)
+
+    def request_commit(self) -> None:
+        self._runner.commit_requested = True
+
+    def errant_record_reporter(self) -> None:
+        return None
+
+
+class SinkTaskRunner(threading.Thread):
+    """One sink task's thread; `stop` commits what was flushed and closes."""
+
+    def __init__(
+        self,
+        task_id: TaskId,
+        task: SinkTask,
+        config: Mapping[str, str],
+        *,
+        access_point: MessagingAccessPoint,
+        topics: Sequence[str],
+        key_converter: Converter,
+        value_converter: Converter,
+        transform: Transform,
+        errors: RetryWithToleranceOperator,
+        on_state: StateListener,
+        commit_interval_ms: int = 1000,
+        batch_size: int = 500,
+        session_timeout_ms: int = 3000,
+    ) -> None:
+        super().__init__(daemon=True, name=f"omconnect-sink-{task_id}")
+        self.task_id = task_id
+        self.task = task
+        self.config = config
+        self._ap = access_point
+        self._topics = tuple(topics)
+        self._key_converter = key_converter
+        self._value_converter = value_converter
+        self._transform = transform
+        self._errors = errors
+        self._on_state = on_state
+        self._commit_interval = commit_interval_ms / 1000
+        self._batch_size = batch_size
+        self._session_timeout_ms = session_timeout_ms
+        self._stopping = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self.owned: set[TopicPartition] = set()
+        self.paused: set[TopicPartition] = set()
+        self.commit_requested = False
+        self._pending: dict[TopicPartition, list[Message]] = {}  # put, not yet committed
+        self._next: dict[TopicPartition, int] = {}
+        self.records_read = 0
+
+    def stop(self) -> None:
+        """Ask the task to finish; `join` waits for it."""
+        self._stopping.set()
+        self._running.set()
+        self._errors.stop()
+
+    def pause(self) -> None:
+        """Stop consuming until `resume` (partitions stay owned)."""
+        self._running.clear()
+        self._on_state(self.task_id, State.PAUSED, "")
+
+    def resume(self) -> None:
+        """Consume again after `pause`."""
+        self._running.set()
+        self._on_state(self.task_id, State.RUNNING, "")
+
+    def run(self) -> None:
+        consumer: PullConsumer | None = None
+        started = False
+        try:
+            consumer = self._ap.create_pull_consumer(
+                f"connect-{self.task_id.connector}",
+                self._topics,
+                start_from="earliest",
+                ack_timeout_ms=0,
+                session_timeout_ms=self._session_timeout_ms,
+                fetch_max_messages=self._batch_size,
+            )
+            self.task.initialize(_Context(self))
+            self.task.start(self.config)
+            started = True
+            self._on_state(self.task_id, State.RUNNING, "")
+            self._loop(consumer)
+            self._commit(consumer)
+            self._close_partitions(list(self.owned))
+            self._on_state(self.task_id, State.UNASSIGNED, "")
+        except BaseException as exc:
+            log.error("sink task %s failed: %s", self.task_id, exc)
+            self._on_state(self.task_id, State.FAILED, trace_of(exc))
+        finally:
+            if started:
+                try:
+                    self.task.stop()
+                except Exception:
+                    log.exception("stopping sink task %s failed", self.task_id)
+            if consumer is not None:
+                consumer.close()
+
+    def _loop(self, consumer: PullConsumer) -> None:
+        last_commit = time.monotonic()
+        while not self._stopping.is_set():
+            self._sync_assignment(consumer)
+            if not self._running.is_set():
+                self._running.wait(0.5)
+                continue
+            messages = consumer.batch_receive(self._batch_size, timeout_ms=200)
+            messages = [m for m in messages if self._tp(m) not in self.paused]
+            if messages:
+                self.records_read += len(messages)
+                self._deliver(messages)
+            due = time.monotonic() - last_commit >= self._commit_interval
+            if due or self.commit_requested:
+                self._commit(consumer)
+                last_commit = time.monotonic()
+                self.commit_requested = False
+
+    @staticmethod
+    def _tp(message: Message) -> TopicPartition:
+        return TopicPartition(message.destination, message.partition)
+
+    def _sync_assignment(self, consumer: PullConsumer) -> None:
+        now = {TopicPartition(q, p) for q, p in consumer.assignment if q in self._topics}
+        lost = [tp for tp in self.owned if tp not in now]
+        gained = sorted(tp for tp in now if tp not in self.owned)
+        if lost:
+            self._close_partitions(lost)
+        if gained:
+            self.owned.update(gained)
+            self.task.open(gained)
+
+    def _close_partitions(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.owned.discard(tp)
+            self._pending.pop(tp, None)
+            self._next.pop(tp, None)
+        if partitions:
+            self.task.close(sorted(partitions))
+
+    def _deliver(self, messages: list[Message]) -> None:
+        records: list[SinkRecord] = []
+        for message in messages:
+            tp = self._tp(message)
+            self._pending.setdefault(tp, []).append(message)
+            self._next[tp] = message.offset + 1
+            record = self._convert(message)
+            if record is not None:
+                records.append(record)
+        while records and not self._stopping.is_set():
+            try:
+                self.task.put(records)
+                return
+            except RetriableError as exc:
+                log.warning("sink task %s: put failed, retrying: %s", self.task_id, exc)
+                self._stopping.wait(1.0)
+        if records:  # stopping while put kept failing: not flushed, so not committed
+            for record in records:
+                self._next.pop(
+                    TopicPartition(record.original_topic, record.original_partition), None
+                )
+
+    def _convert(self, message: Message) -> SinkRecord | None:
+        key, value = key_bytes(message), value_bytes(message)
+        original = OriginalRecord(
+            message.destination,
+            message.partition,
+            message.offset,
+            key,
+            value,
+            dict(message.properties),
+        )
+        topic = message.destination
+        converted_key: Any = self._errors.execute(
+            lambda: self._key_converter.to_connect(topic, key),
+            Stage.KEY_CONVERTER,
+            type(self._key_converter).__name__,
+            original,
+        )
+        converted_value: Any = self._errors.execute(
+            lambda: self._value_converter.to_connect(topic, value),
+            Stage.VALUE_CONVERTER,
+            type(self._value_converter).__name__,
+            original,
+        )
+        if converted_key is SKIPPED or converted_value is SKIPPED:
+            return None
+        record = to_sink_record(message, *converted_key, *converted_value)
+        transformed: Any = self._errors.execute(
+            lambda: self._transform(record), Stage.TRANSFORMATION, "transforms", original
+        )
+        return None if transformed is SKIPPED else transformed
+
+    def _commit(self, consumer: PullConsumer) -> None:
+        if not self._next:
+            return
+        offsets = self.task.pre_commit(dict(self._next))
+        for tp, committed in offsets.items():
+            pending = self._pending.get(tp, [])
+            done = [m for m in pending if m.offset < committed]
+            for message in done:
+                consumer.ack(message)
+            self._pending[tp] = pending[len(done) :]
+        consumer.commit()

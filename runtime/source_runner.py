@@ -1,0 +1,228 @@
+"""`SourceTaskRunner`: runs one source task on its own thread.
+
+poll → transforms → key/value converters → message → async send. Each record is
+submitted to `SubmittedRecords` before it is sent and acknowledged when the broker
+stored it; every ``offset.flush.interval.ms`` the committable offsets (never past a
+record still in flight) go to the offset store, then `SourceTask.commit` runs.
+A record that fails a transform or a converter goes through the error handler
+(skipped and dead-lettered, or failing the task, per ``errors.tolerance``). A send
+the broker refuses fails the task: its offset was never committed, so a restart
+sends it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from omconnect.connect.connector import RecordMetadata, SourceTask
+from omconnect.connect.records import SourceRecord
+from omconnect.errors import RetriableError
+from omconnect.producer import Producer, SendResult
+from omconnect.runtime.converters.base import Converter
+from omconnect.runtime.error_handling import (
+    SKIPPED,
+    OriginalRecord,
+    RetryWithToleranceOperator,
+    Stage,
+)
+from omconnect.runtime.record_mapping import to_message
+from omconnect.runtime.source_offsets import SubmittedRecord, SubmittedRecords
+from omconnect.runtime.stores import OffsetStore, State, StoredOffsetReader
+from omconnect.runtime.task_common import StateListener, TaskId, TopicCreator, trace_of
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[SourceRecord], SourceRecord | None]
+
+
+class _Context:
+    """The `SourceTaskContext` a task gets."""
+
+    def __init__(self, config: Mapping[str, str], reader: StoredOffsetReader) -> None:
+        self._config = config
+        self._reader = reader
+
+    @property
+    def config(self) -> Mapping[str, str]:
+        return self._config
+
+    @property
+    def offset_reader(self) -> StoredOffsetReader:
+        return self._reader
+
+
+class SourceTaskRunner(threading.Thread):
+    """One source task's thread. `stop` asks it to finish: no new poll, in-flight
+    records awaited (up to the graceful timeout), offsets committed, task stopped."""
+
+    def __init__(
+        self,
+        task_id: TaskId,
+        task: SourceTask,
+        config: Mapping[str, str],
+        *,
+        producer: Producer,
+        offsets: OffsetStore,
+        topics: TopicCreator,
+        key_converter: Converter,
+        value_converter: Converter,
+        transform: Transform,
+        errors: RetryWithToleranceOperator,
+        on_state: StateListener,
+        commit_interval_ms: int = 1000,
+        graceful_timeout_ms: int = 5000,
+    ) -> None:
+        super().__init__(daemon=True, name=f"omconnect-source-{task_id}")
+        self.task_id = task_id
+        self.task = task
+        self.config = config
+        self._producer = producer
+        self._offsets = offsets
+        self._topics = topics
+        self._key_converter = key_converter
+        self._value_converter = value_converter
+        self._transform = transform
+        self._errors = errors
+        self._on_state = on_state
+        self._commit_interval = commit_interval_ms / 1000
+        self._graceful_timeout = graceful_timeout_ms / 1000
+        self._submitted = SubmittedRecords()
+        self._stopping = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._send_error: BaseException | None = None
+        self.records_polled = 0
+        self.records_written = 0
+
+    # -- control (any thread) ------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the task to finish; `join` waits for it."""
+        self._stopping.set()
+        self._running.set()
+        self._errors.stop()
+
+    def pause(self) -> None:
+        """Stop polling until `resume` (in-flight records still complete)."""
+        self._running.clear()
+        self._on_state(self.task_id, State.PAUSED, "")
+
+    def resume(self) -> None:
+        """Poll again after `pause`."""
+        self._running.set()
+        self._on_state(self.task_id, State.RUNNING, "")
+
+    # -- the task thread -------------------------------------------------------------
+    def run(self) -> None:
+        started = False
+        try:
+            self.task.initialize(
+                _Context(self.config, self._offsets.reader(self.task_id.connector))
+            )
+            self.task.start(self.config)
+            started = True
+            self._on_state(self.task_id, State.RUNNING, "")
+            self._loop()
+            self._finish()
+            self._on_state(self.task_id, State.UNASSIGNED, "")
+        except BaseException as exc:
+            log.error("source task %s failed: %s", self.task_id, exc)
+            self._on_state(self.task_id, State.FAILED, trace_of(exc))
+        finally:
+            if started:
+                try:
+                    self.task.stop()
+                except Exception:
+                    log.exception("stopping source task %s failed", self.task_id)
+
+    def _loop(self) -> None:
+        last_commit = time.monotonic()
+        while not self._stopping.is_set():
+            if self._send_error is not None:
+                raise self._send_error
+            if not self._running.is_set():
+                self._running.wait(0.5)
+                continue
+            try:
+                records = self.task.poll() or []
+            except RetriableError as exc:
+                log.warning("source task %s: poll failed, retrying: %s", self.task_id, exc)
+                self._stopping.wait(1.0)
+                continue
+            self.records_polled += len(records)
+            for record in records:
+                self._process(record)
+            if time.monotonic() - last_commit >= self._commit_interval:
+                self._commit_offsets()
+                last_commit = time.monotonic()
+
+    def _finish(self) -> None:
+        self._producer.flush()
+        if not self._submitted.await_all(self._graceful_timeout):
+            log.warning("source task %s stopped with records in flight", self.task_id)
+        if self._send_error is not None:
+            raise self._send_error
+        self._commit_offsets()
+
+    def _process(self, record: SourceRecord) -> None:
+        original = OriginalRecord(topic=record.topic, partition=record.partition)
+        cls = type(self.task).__name__
+        transformed: Any = self._errors.execute(
+            lambda: self._transform(record), Stage.TRANSFORMATION, cls, original
+        )
+        handle = self._submitted.submit(record.source_partition, record.source_offset)
+        if transformed is SKIPPED or transformed is None:
+            self._skip(record, handle)
+            return
+        out: SourceRecord = transformed
+        key = self._errors.execute(
+            lambda: self._key_converter.from_connect(out.topic, out.key_schema, out.key),
+            Stage.KEY_CONVERTER,
+            type(self._key_converter).__name__,
+            original,
+        )
+        value = self._errors.execute(
+            lambda: self._value_converter.from_connect(out.topic, out.value_schema, out.value),
+            Stage.VALUE_CONVERTER,
+            type(self._value_converter).__name__,
+            original,
+        )
+        if key is SKIPPED or value is SKIPPED:
+            self._skip(record, handle)
+            return
+        self._topics.ensure(out.topic)
+        future = self._producer.send_async(to_message(out, key, value))
+        future.add_done_callback(lambda f: self._sent(f, record, handle))
+
+    def _skip(self, record: SourceRecord, handle: SubmittedRecord) -> None:
+        handle.ack()  # nothing to wait for: its offset may be committed
+        self.task.commit_record(record, None)
+
+    def _sent(self, future: Future[SendResult], record: SourceRecord, handle: Any) -> None:
+        """Runs on the producer's sender thread."""
+        error = future.exception()
+        if error is not None:
+            self._send_error = error
+            return
+        result = future.result()
+        handle.ack()
+        self.records_written += 1
+        metadata = RecordMetadata(result.queue, result.partition, result.offset, record.timestamp)
+        try:
+            self.task.commit_record(record, metadata)
+        except Exception:
+            log.exception("commit_record of source task %s failed", self.task_id)
+
+    def _commit_offsets(self) -> None:
+        offsets = self._submitted.committable()
+        if not offsets:
+            return
+        self._offsets.put(
+            self.task_id.connector, [(item.partition, item.offset) for item in offsets.offsets]
+        )
+        self._submitted.committed(offsets)
+        self.task.commit()
