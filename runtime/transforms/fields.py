@@ -1,0 +1,381 @@
+"""InsertField, ReplaceField and MaskField: change the fields of a key or value.
+
+Each works on schemaless map values (dicts) and on Struct values with a schema; for
+the latter the output schema is rebuilt once per input schema and cached. A null key
+or value (a tombstone) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from omconnect.connect.records import ConnectRecord
+from omconnect.connect.schema import (
+    INT32,
+    INT64,
+    STRING,
+    Schema,
+    Type,
+    timestamp_schema,
+)
+from omconnect.errors import ConfigError
+from omconnect.runtime.transforms.base import DataError
+from omconnect.runtime.transforms.util import (
+    KEY,
+    VALUE,
+    CsvList,
+    NonEmptyList,
+    PartTransformation,
+    ReplaceNullConfig,
+    SchemaCache,
+    copy_struct,
+    field_value,
+    rebuild_struct_schema,
+    require_map,
+    require_sink_record,
+    require_struct,
+    split_list,
+    type_name,
+)
+from omconnect.runtime.transforms.values import (
+    EPOCH,
+    INT_BITS,
+    datetime_from_millis,
+    parse_java_float,
+    parse_java_int,
+)
+
+R = TypeVar("R", bound=ConnectRecord)
+
+_OPTIONALITY = (
+    " Suffix with ! to make this a required field, or ? to keep it optional (the default)."
+)
+
+
+class InsertFieldConfig(ReplaceNullConfig):
+    """Kafka's InsertField keys."""
+
+    topic_field: str | None = Field(
+        None, alias="topic.field", description="Field name for the topic." + _OPTIONALITY
+    )
+    partition_field: str | None = Field(
+        None, alias="partition.field", description="Field name for the partition." + _OPTIONALITY
+    )
+    offset_field: str | None = Field(
+        None,
+        alias="offset.field",
+        description="Field name for the offset (sink connectors only)." + _OPTIONALITY,
+    )
+    timestamp_field: str | None = Field(
+        None,
+        alias="timestamp.field",
+        description="Field name for the record timestamp." + _OPTIONALITY,
+    )
+    static_field: str | None = Field(
+        None, alias="static.field", description="Field name for a static data field." + _OPTIONALITY
+    )
+    static_value: str | None = Field(
+        None, alias="static.value", description="Static field value, if static.field is set."
+    )
+
+
+def _insertion(spec: str) -> tuple[str, bool]:
+    """Field name and optionality of an InsertField spec (``name``, ``name?``, ``name!``)."""
+    if spec.endswith("?"):
+        return spec[:-1], True
+    if spec.endswith("!"):
+        return spec[:-1], False
+    return spec, True
+
+
+class InsertField(PartTransformation[InsertFieldConfig]):
+    """Insert the topic, partition, offset (sink records), timestamp or a static
+    string as fields. Schemaless, the timestamp is epoch milliseconds; with a schema
+    it is a Timestamp. The partition and timestamp are skipped when the record has none."""
+
+    config_model = InsertFieldConfig
+
+    def setup(self) -> None:
+        """Reject a config that inserts nothing, or a static field without a value."""
+        c = self.config
+        specs = (
+            c.topic_field,
+            c.partition_field,
+            c.offset_field,
+            c.timestamp_field,
+            c.static_field,
+        )
+        if all(spec is None for spec in specs):
+            raise ConfigError(
+                "",
+                "no field insertion configured: set topic.field, partition.field, "
+                "offset.field, timestamp.field or static.field",
+            )
+        if c.static_field is not None and c.static_value is None:
+            raise ConfigError("static.value", f"no value given for static field {c.static_field!r}")
+        kinds: list[tuple[str | None, Schema]] = [
+            (c.topic_field, STRING),
+            (c.partition_field, INT32),
+            (c.offset_field, INT64),
+            (c.timestamp_field, timestamp_schema()),
+            (c.static_field, STRING),
+        ]
+        self._schemas = [
+            (name, schema.as_optional() if optional else schema)
+            for spec, schema in kinds
+            if spec is not None
+            for name, optional in [_insertion(spec)]
+        ]
+        self._cache = SchemaCache(self._updated_schema)
+
+    def _updated_schema(self, schema: Schema) -> Schema:
+        return rebuild_struct_schema(
+            schema, [*((f.name, f.schema) for f in schema.fields), *self._schemas]
+        )
+
+    def _insertions(self, record: ConnectRecord, with_schema: bool) -> dict[str, Any]:
+        c = self.config
+        out: dict[str, Any] = {}
+        if c.topic_field is not None:
+            out[_insertion(c.topic_field)[0]] = record.topic
+        if c.partition_field is not None and record.partition is not None:
+            out[_insertion(c.partition_field)[0]] = record.partition
+        if c.offset_field is not None:
+            out[_insertion(c.offset_field)[0]] = require_sink_record(
+                record, "field insertion"
+            ).offset
+        if c.timestamp_field is not None and record.timestamp is not None:
+            stamp = record.timestamp
+            out[_insertion(c.timestamp_field)[0]] = (
+                datetime_from_millis(stamp) if with_schema else stamp
+            )
+        if c.static_field is not None:
+            out[_insertion(c.static_field)[0]] = c.static_value
+        return out
+
+    def apply(self, record: R) -> R | None:
+        """The record with the configured fields added."""
+        value = self.part.value(record)
+        if value is None:
+            return record
+        schema = self.part.schema(record)
+        if schema is None:
+            updated = {**require_map(value, "field insertion"), **self._insertions(record, False)}
+            return self.part.updated(record, None, updated)
+        struct = require_struct(value, "field insertion")
+        new_schema = self._cache.get(struct.schema)
+        inserted = copy_struct(
+            struct,
+            new_schema,
+            self.config.replace_null_with_default,
+            overrides=self._insertions(record, True),
+        )
+        return self.part.updated(record, new_schema, inserted)
+
+
+class InsertFieldKey(InsertField):
+    """InsertField on the record key (Kafka's ``InsertField$Key``)."""
+
+    part = KEY
+
+
+class InsertFieldValue(InsertField):
+    """InsertField on the record value (Kafka's ``InsertField$Value``)."""
+
+    part = VALUE
+
+
+def _renames(value: Any) -> Any:
+    items = split_list(value)
+    if not isinstance(items, tuple):
+        return items
+    pairs = []
+    for item in items:
+        parts = item.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"invalid rename mapping {item!r}: use old:new")
+        pairs.append((parts[0], parts[1]))
+    return tuple(pairs)
+
+
+Renames = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_renames)]
+
+
+class ReplaceFieldConfig(ReplaceNullConfig):
+    """Kafka's ReplaceField keys (``blacklist``/``whitelist`` are the deprecated names)."""
+
+    exclude: CsvList = Field(
+        (), description="Fields to exclude. This takes precedence over include."
+    )
+    include: CsvList = Field(
+        (), description="Fields to include. If specified, only these fields are kept."
+    )
+    renames: Renames = Field((), description="Field rename mappings, e.g. foo:bar,abc:xyz.")
+    blacklist: CsvList = Field((), description="Deprecated. Use exclude instead.")
+    whitelist: CsvList = Field((), description="Deprecated. Use include instead.")
+
+
+class ReplaceField(PartTransformation[ReplaceFieldConfig]):
+    """Drop fields (``exclude``), keep only some (``include``) and rename fields."""
+
+    config_model = ReplaceFieldConfig
+
+    def setup(self) -> None:
+        """Resolve the deprecated names and index the renames both ways."""
+        self._exclude = set(self.config.exclude or self.config.blacklist)
+        self._include = set(self.config.include or self.config.whitelist)
+        self._renames = dict(self.config.renames)
+        self._reverse = {new: old for old, new in self.config.renames}
+        self._cache = SchemaCache(self._updated_schema)
+
+    def _keep(self, name: str) -> bool:
+        return name not in self._exclude and (not self._include or name in self._include)
+
+    def _updated_schema(self, schema: Schema) -> Schema:
+        return rebuild_struct_schema(
+            schema,
+            [
+                (self._renames.get(f.name, f.name), f.schema)
+                for f in schema.fields
+                if self._keep(f.name)
+            ],
+        )
+
+    def apply(self, record: R) -> R | None:
+        """The record with fields filtered and renamed."""
+        value = self.part.value(record)
+        if value is None:
+            return record
+        schema = self.part.schema(record)
+        if schema is None:
+            fields = require_map(value, "field replacement")
+            updated = {self._renames.get(k, k): v for k, v in fields.items() if self._keep(k)}
+            return self.part.updated(record, None, updated)
+        struct = require_struct(value, "field replacement")
+        new_schema = self._cache.get(struct.schema)
+        replaced = copy_struct(
+            struct,
+            new_schema,
+            self.config.replace_null_with_default,
+            renamed=lambda name: self._reverse.get(name, name),
+        )
+        return self.part.updated(record, new_schema, replaced)
+
+
+class ReplaceFieldKey(ReplaceField):
+    """ReplaceField on the record key (Kafka's ``ReplaceField$Key``)."""
+
+    part = KEY
+
+
+class ReplaceFieldValue(ReplaceField):
+    """ReplaceField on the record value (Kafka's ``ReplaceField$Value``)."""
+
+    part = VALUE
+
+
+def _non_empty_text(value: str | None) -> str | None:
+    if value is not None and not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+class MaskFieldConfig(ReplaceNullConfig):
+    """Kafka's MaskField keys."""
+
+    fields: NonEmptyList = Field(description="Names of fields to mask.")
+    replacement: Annotated[str | None, AfterValidator(_non_empty_text)] = Field(
+        None,
+        description="Custom replacement for numeric or string values, converted to the "
+        "field's type.",
+    )
+
+
+def _null_equivalent(value: Any) -> Any:
+    """The "null" of ``value``'s type: 0, false, empty string, epoch, empty list/map."""
+    if isinstance(value, bool):
+        return False
+    for kind, empty in ((int, 0), (float, 0.0), (str, ""), (decimal.Decimal, decimal.Decimal(0))):
+        if isinstance(value, kind):
+            return empty
+    if isinstance(value, dt.datetime):
+        return EPOCH
+    if isinstance(value, dt.date):
+        return EPOCH.date()
+    if isinstance(value, dt.time):
+        return dt.time(0)
+    if isinstance(value, list | tuple):
+        return []
+    if isinstance(value, dict):
+        return {}
+    raise DataError(f"cannot mask value of type {type_name(value)}")
+
+
+def _replacement_parser(value: Any, schema: Schema | None) -> Callable[[str], Any]:
+    schema_type = schema.type if schema is not None else None
+    if isinstance(value, str):
+        return str
+    if isinstance(value, int) and not isinstance(value, bool):
+        int_type = schema_type if schema_type in INT_BITS else Type.INT64
+        return lambda text: parse_java_int(text, int_type)
+    if isinstance(value, float):
+        return lambda text: parse_java_float(text, schema_type is Type.FLOAT32)
+    if isinstance(value, decimal.Decimal):
+        return decimal.Decimal
+    raise DataError(f"cannot mask value of type {type_name(value)} with a custom replacement")
+
+
+class MaskField(PartTransformation[MaskFieldConfig]):
+    """Replace the listed fields with the null value of their type, or with
+    ``replacement`` converted to it. Schemaless, every listed field is set (to null
+    when absent); with a schema, listed fields the schema lacks are ignored."""
+
+    config_model = MaskFieldConfig
+
+    def _masked(self, value: Any, schema: Schema | None) -> Any:
+        if value is None:
+            return None
+        replacement = self.config.replacement
+        if replacement is None:
+            return _null_equivalent(value)
+        try:
+            return _replacement_parser(value, schema)(replacement)
+        except (ValueError, decimal.InvalidOperation):
+            raise DataError(f"unable to convert {replacement!r} to {type_name(value)}") from None
+
+    def apply(self, record: R) -> R | None:
+        """The record with the configured fields masked."""
+        value = self.part.value(record)
+        if value is None:
+            return record
+        schema = self.part.schema(record)
+        if schema is None:
+            fields = require_map(value, "mask fields")
+            masked = {name: self._masked(fields.get(name), None) for name in self.config.fields}
+            return self.part.updated(record, None, {**fields, **masked})
+        struct = require_struct(value, "mask fields")
+        keep_default = self.config.replace_null_with_default
+        overrides = {
+            f.name: self._masked(field_value(struct, f.name, keep_default), f.schema)
+            for f in struct.schema.fields
+            if f.name in self.config.fields
+        }
+        masked_struct = copy_struct(struct, struct.schema, keep_default, overrides=overrides)
+        return self.part.updated(record, struct.schema, masked_struct)
+
+
+class MaskFieldKey(MaskField):
+    """MaskField on the record key (Kafka's ``MaskField$Key``)."""
+
+    part = KEY
+
+
+class MaskFieldValue(MaskField):
+    """MaskField on the record value (Kafka's ``MaskField$Value``)."""
+
+    part = VALUE
