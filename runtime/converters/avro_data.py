@@ -31,7 +31,7 @@ from omconnect.connect.schema import (
     Type,
 )
 from omconnect.runtime.converters import logical
-from omconnect.runtime.converters.base import ConversionError
+from omconnect.runtime.converters.base import ConversionError, same_struct_schema
 
 
 def _fail(path: str, reason: str) -> ConversionError:
@@ -90,7 +90,7 @@ def to_avro_datum(schema: Schema, value: Any, path: str = "") -> Any:
         return _map_to_avro(schema, value, path)
     if not isinstance(value, Struct):
         raise _fail(path, f"struct takes a Struct, not {type(value).__name__}")
-    if value.schema is not schema and value.schema != schema:
+    if not same_struct_schema(value.schema, schema):
         raise _fail(path, "the Struct's schema is not the record's schema")
     return {
         f.name: to_avro_datum(f.schema, value.get(f.name), _child(path, f.name))

@@ -48,6 +48,7 @@ from omconnect.connect.schema import (
     Field,
     Schema,
     SchemaError,
+    Struct,
     Type,
 )
 from omconnect.runtime.converters import logical
@@ -111,7 +112,7 @@ def _avro_name(name: str) -> str:
 class _ToAvro:
     def __init__(self) -> None:
         self.defined: dict[str, Schema] = {}  # Avro full name -> struct it stands for
-        self.anonymous: dict[Schema, str] = {}
+        self.anonymous: list[tuple[Schema, str]] = []  # a list: defaults may be unhashable
         self.counters: dict[str, int] = {}
 
     def convert(self, schema: Schema) -> Any:
@@ -180,10 +181,13 @@ class _ToAvro:
         return {"type": "array", "items": entry}
 
     def record(self, schema: Schema) -> Any:
-        plain = replace(schema, optional=False)
+        # Compared without optionality and default (building a copy that keeps a struct
+        # default but changes optionality would fail the default's schema check).
+        plain = replace(schema, optional=False, default=None)
         if schema.name is None:
-            if plain in self.anonymous:
-                return self.anonymous[plain]
+            for known, known_name in self.anonymous:
+                if known == plain:
+                    return known_name
             namespace, name = NAMESPACE, self.numbered(DEFAULT_RECORD)
         else:
             space, _, last = schema.name.rpartition(".")
@@ -196,12 +200,12 @@ class _ToAvro:
             raise SchemaError(f"two different structs are named {schema.name!r}")
         self.defined[full_name] = plain
         if schema.name is None:
-            self.anonymous[plain] = full_name
+            self.anonymous.append((plain, full_name))
         node: dict[str, Any] = {"type": "record", "name": name}
         if namespace:
             node["namespace"] = namespace
         node["fields"] = [self.field(f.name, f.schema) for f in schema.fields]
-        node.update(self.metadata(plain))
+        node.update(self.metadata(schema))
         return node
 
     def field(self, name: str, schema: Schema) -> dict[str, Any]:
@@ -238,7 +242,7 @@ def _enum(schema: Schema) -> dict[str, Any]:
 
 def _default_json(schema: Schema) -> Any:
     try:
-        datum = to_avro_datum(replace(schema, optional=False, default=None), schema.default)
+        datum = to_avro_datum(replace(schema, default=None), schema.default)
     except ConversionError as exc:
         raise SchemaError(f"default does not fit its schema: {exc}") from None
     return datum_to_json(datum)
@@ -299,7 +303,13 @@ class _FromAvro:
         if len(others) != 1:
             raise SchemaError(f"only unions of one type with null are supported: {branches}")
         inner = self.convert(others[0], namespace)
-        return replace(inner, optional=True) if len(branches) > 1 else inner
+        if len(branches) == 1:
+            return inner
+        if isinstance(inner.default, Struct):  # rebuild it on the optional schema
+            target = replace(inner, optional=True, default=None)
+            values = {f.name: inner.default.get(f.name) for f in target.fields}
+            return replace(target, default=Struct(target, values))
+        return replace(inner, optional=True)
 
     @staticmethod
     def primitive_type(node: dict[str, Any], kind: str) -> Type:
@@ -326,7 +336,7 @@ class _FromAvro:
         if default is None or schema.default is not None:
             return schema
         try:
-            value = from_avro_datum(replace(schema, optional=False), default)
+            value = from_avro_datum(schema, default)
             return replace(schema, default=value)
         except (ConversionError, SchemaError) as exc:
             raise SchemaError(f"field {item['name']!r} has a bad default: {exc}") from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from omconnect.connect.config import PluginConfig, parse_config
@@ -101,6 +102,16 @@ class Converter(ABC):
             f"{type(self).__name__}: cannot convert the {self.part} of a record of topic "
             f"{topic!r} {direction}: {reason}"
         )
+
+
+def same_struct_schema(actual: Schema, expected: Schema) -> bool:
+    """Whether a Struct built on ``actual`` may stand for a value of ``expected``: the
+    same schema, or one differing only in optionality and default (a struct default
+    is built on its schema before the default is set)."""
+    if actual is expected or actual == expected:
+        return True
+    plain = replace(actual, optional=False, default=None)
+    return plain == replace(expected, optional=False, default=None)
 
 
 def converter_class(name: str, key: str = "converter") -> type[Converter]:

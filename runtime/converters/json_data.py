@@ -35,7 +35,7 @@ from omconnect.connect.schema import (
     Type,
 )
 from omconnect.runtime.converters import logical
-from omconnect.runtime.converters.base import ConversionError
+from omconnect.runtime.converters.base import ConversionError, same_struct_schema
 
 # Kafka's JSON names: Connect's own except FLOAT32/FLOAT64, which are "float"/"double".
 JSON_TYPE_NAMES = {t: t.value for t in Type} | {Type.FLOAT32: "float", Type.FLOAT64: "double"}
@@ -255,7 +255,7 @@ class _ToJson:
     def struct(self, schema: Schema, value: Any, path: str) -> Any:
         if not isinstance(value, Struct):
             raise _fail(path, f"struct takes a Struct, not {type(value).__name__}")
-        if value.schema != schema:
+        if not same_struct_schema(value.schema, schema):
             raise _fail(path, "the Struct's schema is not the record's schema")
         return {
             f.name: self.convert(f.schema, value.get(f.name), _child(path, f.name))

@@ -53,13 +53,13 @@ def _containers(children: st.SearchStrategy[Schema]) -> st.SearchStrategy[Schema
 SCHEMAS = st.recursive(LEAVES, _containers, max_leaves=8)
 
 
-def values(schema: Schema, float32_exact: bool = False) -> st.SearchStrategy[Any]:
-    """Values of ``schema``; with ``float32_exact`` FLOAT32 values survive a float32 trip."""
-    strategy = _required_values(schema, float32_exact)
+def values(schema: Schema) -> st.SearchStrategy[Any]:
+    """Values that fit ``schema`` (FLOAT32 values are exact float32 numbers)."""
+    strategy = _required_values(schema)
     return st.one_of(st.none(), strategy) if schema.optional else strategy
 
 
-def _required_values(schema: Schema, float32_exact: bool) -> st.SearchStrategy[Any]:
+def _required_values(schema: Schema) -> st.SearchStrategy[Any]:
     if schema.name is not None and schema.name.endswith("Decimal"):
         scale = int(schema.params["scale"])
         return st.decimals(
@@ -82,7 +82,7 @@ def _required_values(schema: Schema, float32_exact: bool) -> st.SearchStrategy[A
         low, high = INT_RANGES[t]
         return st.integers(low, high)
     if t is Type.FLOAT32:
-        return st.floats(width=32 if float32_exact else 64, allow_nan=False, allow_infinity=False)
+        return st.floats(width=32, allow_nan=False, allow_infinity=False)
     if t is Type.FLOAT64:
         return st.floats(allow_nan=False, allow_infinity=False)
     if t is Type.BOOLEAN:
@@ -93,17 +93,16 @@ def _required_values(schema: Schema, float32_exact: bool) -> st.SearchStrategy[A
         return st.binary(max_size=10)
     if t is Type.ARRAY:
         assert schema.value_schema is not None
-        return st.lists(values(schema.value_schema, float32_exact), max_size=3)
+        return st.lists(values(schema.value_schema), max_size=3)
     if t is Type.MAP:
         assert schema.key_schema is not None and schema.value_schema is not None
         return st.dictionaries(
-            _required_values(schema.key_schema, float32_exact),
-            values(schema.value_schema, float32_exact),
+            _required_values(schema.key_schema),
+            values(schema.value_schema),
             max_size=3,
         )
-    fields = {f.name: values(f.schema, float32_exact) for f in schema.fields}
+    fields = {f.name: values(f.schema) for f in schema.fields}
     return st.fixed_dictionaries(fields).map(lambda d: Struct(schema, d))
 
 
 SCHEMAS_AND_VALUES = SCHEMAS.flatmap(lambda s: st.tuples(st.just(s), values(s)))
-SCHEMAS_AND_FLOAT32_VALUES = SCHEMAS.flatmap(lambda s: st.tuples(st.just(s), values(s, True)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -422,3 +423,18 @@ def test_kafka_class_name_and_alias_make_the_same_converter() -> None:
         conv = make_converter(name, config, is_key=False)
         assert isinstance(conv, JsonConverter)
         assert conv.from_connect("t", INT32, 1) == b"1"
+
+
+def test_struct_map_and_array_defaults_round_trip() -> None:
+    point = struct_schema([("a", INT32)], name="p.Q").as_optional()
+    schema = struct_schema(
+        [
+            ("point", replace(point, default=Struct(point, {"a": 5}))),
+            ("map", Schema(Type.MAP, key_schema=STRING, value_schema=INT32, default={"x": 1})),
+            ("list", Schema(Type.ARRAY, optional=True, value_schema=INT32, default=[1, 2])),
+        ]
+    )
+    conv = converter()
+    data = conv.from_connect("t", schema, Struct(schema, {}))
+    assert json.loads(data)["payload"] == {"point": {"a": 5}, "map": {"x": 1}, "list": [1, 2]}
+    assert conv.to_connect("t", data) == (schema, Struct(schema, {}))
