@@ -8,7 +8,8 @@ are base64 of the unscaled two's-complement bytes (``decimal.format=BASE64``, th
 default) or plain JSON numbers (``NUMERIC``); Date, Time and Timestamp are integers
 (days, ms since midnight, ms since the epoch).
 
-As in Kafka: a None value with no schema is a tombstone (None bytes); a None value
+A `Struct` given without a schema is written with its own schema. As in Kafka: a
+None value with no schema is a tombstone (None bytes); a None value
 with a schema is written as its default, or ``null`` if optional
 (``replace.null.with.default=false`` writes ``null`` even when there is a default).
 None bytes read back as ``(None, None)``.
@@ -22,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from omconnect.connect.config import PluginConfig, parse_config
-from omconnect.connect.schema import DECIMAL, Schema, Type
+from omconnect.connect.schema import DECIMAL, Schema, Struct, Type
 from omconnect.runtime.converters.base import ConversionError, Converter
 from omconnect.runtime.converters.json_data import (
     dumps,
@@ -92,6 +93,8 @@ class JsonConverter(Converter):
         """Kafka's JSON (envelope or plain) for ``value``; None for a tombstone."""
         if schema is None and value is None:
             return None
+        if schema is None and isinstance(value, Struct):
+            schema = value.schema  # a Struct carries its schema (Kafka would refuse)
         try:
             payload = value_to_json(
                 schema,

@@ -438,3 +438,8 @@ def test_struct_map_and_array_defaults_round_trip() -> None:
     data = conv.from_connect("t", schema, Struct(schema, {}))
     assert json.loads(data)["payload"] == {"point": {"a": 5}, "map": {"x": 1}, "list": [1, 2]}
     assert conv.to_connect("t", data) == (schema, Struct(schema, {}))
+
+
+def test_a_struct_without_a_schema_is_written_with_its_own() -> None:
+    value = Struct(USERS, {"id": 3, "name": "bo"})
+    assert converter().to_connect("t", converter().from_connect("t", None, value)) == (USERS, value)
