@@ -94,7 +94,12 @@ class FileSourceTask(SourceTask):
             text = line.rstrip(b"\r\n").decode(self._config.encoding, errors="replace")
             records.append(
                 SourceRecord(
-                    self._config.topic, None, None, None, STRING, text,
+                    self._config.topic,
+                    None,
+                    None,
+                    None,
+                    STRING,
+                    text,
                     source_partition=self._partition,
                     source_offset={"position": self._position},
                 )
@@ -112,8 +117,11 @@ class FileSourceTask(SourceTask):
             return None
         size = os.fstat(file.fileno()).st_size
         if self._position > size:
-            log.warning("%s is shorter than the stored position %d: reading from the start",
-                        self._path, self._position)
+            log.warning(
+                "%s is shorter than the stored position %d: reading from the start",
+                self._path,
+                self._position,
+            )
             self._position = 0
         file.seek(self._position)
         self._file = file
