@@ -24,7 +24,13 @@ from omconnect.connect.config import PluginConfig, parse_config
 from omconnect.connect.connector import Connector, SinkConnector, SourceConnector
 from omconnect.connect.plugins import load_connector_class
 from omconnect.errors import ConfigError
-from omconnect.runtime.converters.base import Converter, converter_config, make_converter
+from omconnect.runtime.converters.base import (
+    Converter,
+    converter_class,
+    converter_config,
+    make_converter,
+)
+from omconnect.runtime.converters.schema_registry import SchemaRegistry
 from omconnect.runtime.error_handling import build_operator
 from omconnect.runtime.sink_runner import SinkTaskRunner
 from omconnect.runtime.source_runner import SourceTaskRunner
@@ -98,6 +104,7 @@ class Worker:
         self._lock = threading.RLock()
         self._connectors: dict[str, _Connector] = {}
         self._producer = access_point.create_producer()
+        self._registry = SchemaRegistry(access_point.kv)  # Avro schemas, shared by tasks
         self._stopping = threading.Event()
 
     # -- connectors ------------------------------------------------------------------
@@ -169,7 +176,8 @@ class Worker:
         )
         own = entry.parsed.key_converter if is_key else entry.parsed.value_converter
         settings = converter_config(entry.config if own else self.config.raw, is_key)
-        return make_converter(name, settings, is_key)
+        registry = self._registry if converter_class(name).needs_registry else None
+        return make_converter(name, settings, is_key, registry)
 
     def _start_task(self, entry: _Connector, number: int) -> None:
         name = entry.parsed.name
