@@ -24,14 +24,13 @@ from omconnect.connect.schema import DATE, DECIMAL, TIME, TIMESTAMP, Schema, Typ
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.util import (
-    KEY,
-    VALUE,
     NonEmptyList,
     PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
+    key_and_value,
     rebuild_struct_schema,
     require_map,
     require_struct,
@@ -227,13 +226,4 @@ class Cast(PartTransformation[CastConfig]):
         )
 
 
-class CastKey(Cast):
-    """Cast on the record key (Kafka's ``Cast$Key``)."""
-
-    part = KEY
-
-
-class CastValue(Cast):
-    """Cast on the record value (Kafka's ``Cast$Value``)."""
-
-    part = VALUE
+CastKey, CastValue = key_and_value(Cast)

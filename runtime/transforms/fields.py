@@ -26,8 +26,6 @@ from omconnect.connect.schema import (
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.util import (
-    KEY,
-    VALUE,
     CsvList,
     NonEmptyList,
     PartTransformation,
@@ -35,6 +33,7 @@ from omconnect.runtime.transforms.util import (
     SchemaCache,
     copy_struct,
     field_value,
+    key_and_value,
     rebuild_struct_schema,
     require_map,
     require_sink_record,
@@ -178,16 +177,7 @@ class InsertField(PartTransformation[InsertFieldConfig]):
         return self.part.updated(record, new_schema, inserted)
 
 
-class InsertFieldKey(InsertField):
-    """InsertField on the record key (Kafka's ``InsertField$Key``)."""
-
-    part = KEY
-
-
-class InsertFieldValue(InsertField):
-    """InsertField on the record value (Kafka's ``InsertField$Value``)."""
-
-    part = VALUE
+InsertFieldKey, InsertFieldValue = key_and_value(InsertField)
 
 
 def _renames(value: Any) -> Any:
@@ -267,16 +257,7 @@ class ReplaceField(PartTransformation[ReplaceFieldConfig]):
         return self.part.updated(record, new_schema, replaced)
 
 
-class ReplaceFieldKey(ReplaceField):
-    """ReplaceField on the record key (Kafka's ``ReplaceField$Key``)."""
-
-    part = KEY
-
-
-class ReplaceFieldValue(ReplaceField):
-    """ReplaceField on the record value (Kafka's ``ReplaceField$Value``)."""
-
-    part = VALUE
+ReplaceFieldKey, ReplaceFieldValue = key_and_value(ReplaceField)
 
 
 def _non_empty_text(value: str | None) -> str | None:
@@ -369,13 +350,4 @@ class MaskField(PartTransformation[MaskFieldConfig]):
         return self.part.updated(record, struct.schema, masked_struct)
 
 
-class MaskFieldKey(MaskField):
-    """MaskField on the record key (Kafka's ``MaskField$Key``)."""
-
-    part = KEY
-
-
-class MaskFieldValue(MaskField):
-    """MaskField on the record value (Kafka's ``MaskField$Value``)."""
-
-    part = VALUE
+MaskFieldKey, MaskFieldValue = key_and_value(MaskField)

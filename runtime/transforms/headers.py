@@ -12,14 +12,13 @@ from omconnect.connect.schema import Schema
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError, Transformation
 from omconnect.runtime.transforms.util import (
-    KEY,
-    VALUE,
     NonEmptyList,
     PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
+    key_and_value,
     rebuild_struct_schema,
     require_map,
     require_struct,
@@ -140,13 +139,4 @@ class HeaderFrom(PartTransformation[HeaderFromConfig]):
         )
 
 
-class HeaderFromKey(HeaderFrom):
-    """HeaderFrom on the record key (Kafka's ``HeaderFrom$Key``)."""
-
-    part = KEY
-
-
-class HeaderFromValue(HeaderFrom):
-    """HeaderFrom on the record value (Kafka's ``HeaderFrom$Value``)."""
-
-    part = VALUE
+HeaderFromKey, HeaderFromValue = key_and_value(HeaderFrom)

@@ -16,13 +16,12 @@ from omconnect.connect.schema import Field as SchemaField
 from omconnect.connect.schema import Schema, Struct, struct_schema
 from omconnect.runtime.transforms.base import DataError, Transformation
 from omconnect.runtime.transforms.util import (
-    KEY,
-    VALUE,
     NonEmptyList,
     PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     field_value,
+    key_and_value,
     parse_field_path,
     require_map,
     require_struct,
@@ -106,16 +105,7 @@ class ExtractField(PartTransformation[ExtractFieldConfig]):
         )
 
 
-class ExtractFieldKey(ExtractField):
-    """ExtractField on the record key (Kafka's ``ExtractField$Key``)."""
-
-    part = KEY
-
-
-class ExtractFieldValue(ExtractField):
-    """ExtractField on the record value (Kafka's ``ExtractField$Value``)."""
-
-    part = VALUE
+ExtractFieldKey, ExtractFieldValue = key_and_value(ExtractField)
 
 
 class HoistFieldConfig(PluginConfig):
@@ -146,16 +136,7 @@ class HoistField(PartTransformation[HoistFieldConfig]):
         return self.part.updated(record, new_schema, Struct(new_schema, {self.config.field: value}))
 
 
-class HoistFieldKey(HoistField):
-    """HoistField on the record key (Kafka's ``HoistField$Key``)."""
-
-    part = KEY
-
-
-class HoistFieldValue(HoistField):
-    """HoistField on the record value (Kafka's ``HoistField$Value``)."""
-
-    part = VALUE
+HoistFieldKey, HoistFieldValue = key_and_value(HoistField)
 
 
 class ValueToKeyConfig(ReplaceNullConfig):

@@ -16,13 +16,12 @@ from omconnect.connect.schema import Schema, Struct, Type
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.util import (
-    KEY,
-    VALUE,
     PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
+    key_and_value,
     rebuild_struct_schema,
     require_map,
     require_schema,
@@ -128,16 +127,7 @@ class Flatten(PartTransformation[FlattenConfig]):
         return self.part.updated(record, new_schema, Struct(new_schema, flat))
 
 
-class FlattenKey(Flatten):
-    """Flatten on the record key (Kafka's ``Flatten$Key``)."""
-
-    part = KEY
-
-
-class FlattenValue(Flatten):
-    """Flatten on the record value (Kafka's ``Flatten$Value``)."""
-
-    part = VALUE
+FlattenKey, FlattenValue = key_and_value(Flatten)
 
 
 class SetSchemaMetadataConfig(ReplaceNullConfig):
@@ -174,13 +164,4 @@ class SetSchemaMetadata(PartTransformation[SetSchemaMetadataConfig]):
         return self.part.updated(record, new_schema, value)
 
 
-class SetSchemaMetadataKey(SetSchemaMetadata):
-    """SetSchemaMetadata on the record key (Kafka's ``SetSchemaMetadata$Key``)."""
-
-    part = KEY
-
-
-class SetSchemaMetadataValue(SetSchemaMetadata):
-    """SetSchemaMetadata on the record value (Kafka's ``SetSchemaMetadata$Value``)."""
-
-    part = VALUE
+SetSchemaMetadataKey, SetSchemaMetadataValue = key_and_value(SetSchemaMetadata)

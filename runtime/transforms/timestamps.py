@@ -35,13 +35,12 @@ from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.dateformat import DateFormat
 from omconnect.runtime.transforms.util import (
-    KEY,
-    VALUE,
     PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
+    key_and_value,
     rebuild_struct_schema,
     require_map,
     require_struct,
@@ -250,13 +249,4 @@ def _infer_kind(value: Any) -> str:
     raise DataError(f"TimestampConverter does not support {type_name(value)} values as timestamps")
 
 
-class TimestampConverterKey(TimestampConverter):
-    """TimestampConverter on the record key (Kafka's ``TimestampConverter$Key``)."""
-
-    part = KEY
-
-
-class TimestampConverterValue(TimestampConverter):
-    """TimestampConverter on the record value (Kafka's ``TimestampConverter$Value``)."""
-
-    part = VALUE
+TimestampConverterKey, TimestampConverterValue = key_and_value(TimestampConverter)

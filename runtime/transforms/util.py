@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, cast
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -25,9 +25,10 @@ from omconnect.connect.records import ConnectRecord, SinkRecord
 from omconnect.connect.schema import Field as SchemaField
 from omconnect.connect.schema import Schema, SchemaError, Struct, Type
 from omconnect.errors import ConfigError
-from omconnect.runtime.transforms.base import C, DataError, Transformation
+from omconnect.runtime.transforms.base import DataError, Transformation
 
 R = TypeVar("R", bound=ConnectRecord)
+C = TypeVar("C", bound=PluginConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,3 +282,23 @@ class PartTransformation(Transformation[C]):
             name = type(self).__name__
             raise ConfigError("type", f"{name} needs a side: use {name}$Key or {name}$Value")
         super().configure(config)
+
+
+T = TypeVar("T", bound=PartTransformation[Any])
+
+
+def key_and_value(base: type[T]) -> tuple[type[T], type[T]]:
+    """The ``$Key`` and ``$Value`` forms of ``base``, as classes named ``<Base>Key``
+    and ``<Base>Value`` in ``base``'s module (so they load by class path too)."""
+    forms = []
+    for part, suffix in ((KEY, "Key"), (VALUE, "Value")):
+        name = base.__name__ + suffix
+        kafka_name = f"{base.__name__}${suffix}"
+        namespace = {
+            "part": part,
+            "__doc__": f"{base.__name__} on the record {part.name} (Kafka's {kafka_name}).",
+            "__module__": base.__module__,
+            "__qualname__": name,
+        }
+        forms.append(cast(type[T], type(name, (base,), namespace)))
+    return forms[0], forms[1]
