@@ -43,7 +43,7 @@ class Standalone:
             worker_id = f"{socket.gethostname()}:{os.getpid()}"
             self.worker = Worker(worker_id, config, self.access_point, stores)
             for connector in connectors:
-                name = self.worker.start_connector(connector)
+                name = self.worker.run_connector(connector)
                 log.info("started connector %s", name)
         except BaseException:
             self.stop()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
@@ -80,13 +80,41 @@ class _Connector:
     config: dict[str, Any]
     parsed: ConnectorConfig
     instance: Connector
-    runners: dict[int, TaskRunner] = field(default_factory=dict)
-    restarts: dict[int, int] = field(default_factory=dict)
-    task_configs: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Task:
+    connector_config: dict[str, Any]
+    parsed: ConnectorConfig
+    task_config: dict[str, str]
+    runner: TaskRunner
+    restarts: int = 0
+
+
+def check_connector_config(config: Mapping[str, Any]) -> tuple[ConnectorConfig, Connector]:
+    """Validate a connector config (runtime keys, the connector's own, transforms);
+    return it parsed with an unstarted connector instance. `ConfigError` names the
+    first bad key."""
+    raw = dict(config)
+    parsed = parse_config(ConnectorConfig, raw)
+    instance = load_connector_class(parsed.connector_class)()
+    errors = instance.validate(raw)
+    if errors:
+        raise ConfigError(errors[0].key, errors[0].reason)
+    if isinstance(instance, SinkConnector) and not parsed.topics:
+        raise ConfigError("topics", "a sink connector needs at least one topic")
+    make_transform(raw)  # fail now on bad transforms, not in the task
+    return parsed, instance
 
 
 class Worker:
-    """Runs connectors on one access point. Thread-safe."""
+    """Runs connector instances and task runners in this process. Thread-safe.
+
+    Connectors and tasks are separate, as in Kafka Connect's distributed mode: a
+    connector instance computes task configs; each task runs wherever it is
+    assigned (`start_task`), with the connector config it was started with.
+    `run_connector` does both for standalone mode.
+    """
 
     def __init__(
         self,
@@ -98,129 +126,165 @@ class Worker:
     ) -> None:
         self.worker_id = worker_id
         self.config = config
+        self.generation = generation
         self._ap = access_point
         self._stores = stores
-        self._generation = generation
         self._lock = threading.RLock()
         self._connectors: dict[str, _Connector] = {}
+        self._tasks: dict[TaskId, _Task] = {}
         self._producer = access_point.create_producer()
         self._registry = SchemaRegistry(access_point.kv)  # Avro schemas, shared by tasks
         self._stopping = threading.Event()
 
     # -- connectors ------------------------------------------------------------------
-    def start_connector(self, config: Mapping[str, Any]) -> str:
-        """Validate and start a connector with all its tasks; returns its name.
+    def start_connector(self, config: Mapping[str, Any]) -> list[dict[str, str]]:
+        """Validate and start a connector instance; return its task configs.
         `ConfigError` (naming the key) if the config is invalid: nothing is started."""
-        raw = dict(config)
-        parsed = parse_config(ConnectorConfig, raw)
-        cls = load_connector_class(parsed.connector_class)
-        instance = cls()
-        errors = instance.validate(raw)
-        if errors:
-            raise ConfigError(errors[0].key, errors[0].reason)
-        if isinstance(instance, SinkConnector) and not parsed.topics:
-            raise ConfigError("topics", "a sink connector needs at least one topic")
-        make_transform(raw)  # fail now on bad transforms, not in the task
+        parsed, instance = check_connector_config(config)
         with self._lock:
             if parsed.name in self._connectors:
                 raise ConfigError("name", f"connector {parsed.name!r} is already running")
-            instance.start(raw)
-            entry = _Connector(raw, parsed, instance)
-            self._connectors[parsed.name] = entry
-            entry.task_configs = instance.task_configs(parsed.tasks_max)
-            self._stores.statuses.put_connector(
-                parsed.name, Status(State.RUNNING, self.worker_id, self._generation)
-            )
-            for number in range(len(entry.task_configs)):
-                self._start_task(entry, number)
-        return parsed.name
+            instance.start(dict(config))
+            self._connectors[parsed.name] = _Connector(dict(config), parsed, instance)
+            task_configs = instance.task_configs(parsed.tasks_max)
+        self._stores.statuses.put_connector(
+            parsed.name, Status(State.RUNNING, self.worker_id, self.generation)
+        )
+        return task_configs
 
     def stop_connector(self, name: str) -> None:
-        """Stop a connector's tasks (committing their offsets) and the connector."""
+        """Stop a connector instance (its tasks are stopped with `stop_tasks`)."""
         with self._lock:
             entry = self._connectors.pop(name, None)
-        if entry is None:
-            return
-        runners = list(entry.runners.values())
-        for runner in runners:
-            runner.stop()
-        for runner in runners:
-            runner.join(timeout=self.config.task_shutdown_graceful_timeout_ms / 1000 + 5)
-        entry.instance.stop()
+        if entry is not None:
+            entry.instance.stop()
+
+    def run_connector(self, config: Mapping[str, Any]) -> str:
+        """Standalone: start a connector and all its tasks here; returns its name."""
+        task_configs = self.start_connector(config)
+        name = str(config["name"])
+        for number, task_config in enumerate(task_configs):
+            self.start_task(TaskId(name, number), config, task_config)
+        return name
+
+    def remove_connector(self, name: str) -> None:
+        """Stop a connector's tasks here (committing offsets), then the connector."""
+        self.stop_tasks([t for t in self.tasks() if t.connector == name])
+        self.stop_connector(name)
         self._stores.statuses.put_connector(
-            name, Status(State.STOPPED, self.worker_id, self._generation)
+            name, Status(State.STOPPED, self.worker_id, self.generation)
         )
 
     def connectors(self) -> list[str]:
-        """Names of the connectors running here."""
+        """Names of the connector instances running here."""
         with self._lock:
             return sorted(self._connectors)
+
+    # -- tasks -----------------------------------------------------------------------
+    def start_task(
+        self, task_id: TaskId, connector_config: Mapping[str, Any], task_config: Mapping[str, str]
+    ) -> None:
+        """Start one task here (a no-op if it already runs here)."""
+        parsed = parse_config(ConnectorConfig, connector_config)
+        with self._lock:
+            if task_id in self._tasks:
+                return
+            runner = self._make_runner(task_id, parsed, dict(connector_config), dict(task_config))
+            self._tasks[task_id] = _Task(dict(connector_config), parsed, dict(task_config), runner)
+        runner.start()
+
+    def stop_tasks(self, task_ids: list[TaskId]) -> None:
+        """Stop tasks gracefully, all at once, and wait for them."""
+        with self._lock:
+            stopping = [self._tasks.pop(t) for t in task_ids if t in self._tasks]
+        for task in stopping:
+            task.runner.stop()
+        timeout = self.config.task_shutdown_graceful_timeout_ms / 1000 + 5
+        for task in stopping:
+            task.runner.join(timeout=timeout)
+
+    def tasks(self) -> list[TaskId]:
+        """The tasks running here."""
+        with self._lock:
+            return sorted(self._tasks)
 
     def runner(self, name: str, task: int) -> TaskRunner | None:
         """The runner of one task (for tests and metrics)."""
         with self._lock:
-            entry = self._connectors.get(name)
-            return None if entry is None else entry.runners.get(task)
+            entry = self._tasks.get(TaskId(name, task))
+            return None if entry is None else entry.runner
+
+    def pause(self, name: str) -> None:
+        """Pause every task of ``name`` here."""
+        for task_id in self.tasks():
+            runner = self.runner(task_id.connector, task_id.task)
+            if task_id.connector == name and runner is not None:
+                runner.pause()
+
+    def resume(self, name: str) -> None:
+        """Resume every task of ``name`` here."""
+        for task_id in self.tasks():
+            runner = self.runner(task_id.connector, task_id.task)
+            if task_id.connector == name and runner is not None:
+                runner.resume()
 
     def stop(self) -> None:
-        """Stop every connector, then the shared producer."""
+        """Stop every task and connector, then the shared producer."""
         self._stopping.set()
+        self.stop_tasks(self.tasks())
         for name in self.connectors():
             self.stop_connector(name)
         self._producer.close()
 
-    # -- tasks -----------------------------------------------------------------------
-    def _converter(self, entry: _Connector, is_key: bool) -> Converter:
-        name = (entry.parsed.key_converter if is_key else entry.parsed.value_converter) or (
-            self.config.key_converter if is_key else self.config.value_converter
-        )
-        own = entry.parsed.key_converter if is_key else entry.parsed.value_converter
-        settings = converter_config(entry.config if own else self.config.raw, is_key)
+    def _converter(
+        self, parsed: ConnectorConfig, raw: Mapping[str, Any], is_key: bool
+    ) -> Converter:
+        own = parsed.key_converter if is_key else parsed.value_converter
+        name = own or (self.config.key_converter if is_key else self.config.value_converter)
+        settings = converter_config(raw if own else self.config.raw, is_key)
         registry = self._registry if converter_class(name).needs_registry else None
         return make_converter(name, settings, is_key, registry)
 
-    def _start_task(self, entry: _Connector, number: int) -> None:
-        name = entry.parsed.name
-        task_id = TaskId(name, number)
-        task_config = {**entry.config, **entry.task_configs[number]}
-        task = entry.instance.task_class()()  # type: ignore[attr-defined]
-        topics = TopicCreator(self._ap, entry.parsed.topic_creation_partitions)
-        errors = build_operator(entry.config, name, number, dead_letter_sender(self._ap, topics))
+    def _make_runner(
+        self,
+        task_id: TaskId,
+        parsed: ConnectorConfig,
+        raw: dict[str, Any],
+        task_config: dict[str, str],
+    ) -> TaskRunner:
+        connector_class = load_connector_class(parsed.connector_class)
+        task = connector_class().task_class()()  # type: ignore[attr-defined]
+        topics = TopicCreator(self._ap, parsed.topic_creation_partitions)
+        errors = build_operator(
+            raw, parsed.name, task_id.task, dead_letter_sender(self._ap, topics)
+        )
         common: dict[str, Any] = {
-            "key_converter": self._converter(entry, True),
-            "value_converter": self._converter(entry, False),
-            "transform": make_transform(entry.config),
+            "key_converter": self._converter(parsed, raw, True),
+            "value_converter": self._converter(parsed, raw, False),
+            "transform": make_transform(raw),
             "errors": errors,
             "on_state": self._task_state,
             "commit_interval_ms": self.config.offset_flush_interval_ms,
         }
-        runner: TaskRunner
-        if isinstance(entry.instance, SourceConnector):
-            runner = SourceTaskRunner(
+        config = {**raw, **task_config}
+        if issubclass(connector_class, SourceConnector):
+            return SourceTaskRunner(
                 task_id,
                 task,
-                task_config,
+                config,
                 producer=self._producer,
                 offsets=self._stores.offsets,
                 topics=topics,
                 graceful_timeout_ms=self.config.task_shutdown_graceful_timeout_ms,
                 **common,
             )
-        else:
-            runner = SinkTaskRunner(
-                task_id,
-                task,
-                task_config,
-                access_point=self._ap,
-                topics=entry.parsed.topics,
-                **common,
-            )
-        entry.runners[number] = runner
-        runner.start()
+        return SinkTaskRunner(
+            task_id, task, config, access_point=self._ap, topics=parsed.topics, **common
+        )
 
     def _task_state(self, task_id: TaskId, state: State, trace: str) -> None:
         self._stores.statuses.put_task(
-            task_id.connector, task_id.task, Status(state, self.worker_id, self._generation, trace)
+            task_id.connector, task_id.task, Status(state, self.worker_id, self.generation, trace)
         )
         if state is State.FAILED:
             self._schedule_restart(task_id)
@@ -229,28 +293,33 @@ class Worker:
         if not self.config.task_restart_enable or self._stopping.is_set():
             return
         with self._lock:
-            entry = self._connectors.get(task_id.connector)
+            entry = self._tasks.get(task_id)
             if entry is None:
                 return
-            count = entry.restarts.get(task_id.task, 0)
-            entry.restarts[task_id.task] = count + 1
+            count = entry.restarts
         delay_ms = min(
             self.config.task_restart_backoff_max_ms,
             self.config.task_restart_backoff_initial_ms * 2**count,
         )
         log.info("restarting task %s in %d ms (restart %d)", task_id, delay_ms, count + 1)
-        timer = threading.Timer(delay_ms / 1000, self._restart, args=(task_id,))
+        timer = threading.Timer(delay_ms / 1000, self._restart, args=(task_id, count + 1))
         timer.daemon = True
         timer.start()
 
-    def _restart(self, task_id: TaskId) -> None:
+    def _restart(self, task_id: TaskId, restarts: int) -> None:
         with self._lock:
-            entry = self._connectors.get(task_id.connector)
+            entry = self._tasks.pop(task_id, None)
             if entry is None or self._stopping.is_set():
                 return
             self._stores.statuses.put_task(
                 task_id.connector,
                 task_id.task,
-                Status(State.RESTARTING, self.worker_id, self._generation),
+                Status(State.RESTARTING, self.worker_id, self.generation),
             )
-            self._start_task(entry, task_id.task)
+            runner = self._make_runner(
+                task_id, entry.parsed, entry.connector_config, entry.task_config
+            )
+            self._tasks[task_id] = _Task(
+                entry.connector_config, entry.parsed, entry.task_config, runner, restarts
+            )
+        runner.start()
