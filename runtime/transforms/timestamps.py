@@ -185,7 +185,7 @@ class TimestampConverter(PartTransformation[TimestampConverterConfig]):
                 seconds = self.config.unix_precision == "seconds"
                 return _truncating_div(millis, scale) if seconds else millis * scale
             if target == "Date":
-                return date_from_millis(millis - millis % DAY_MS)
+                return date_from_millis(millis)
             if target == "Time":
                 return time_from_millis(millis % DAY_MS)
             return datetime_from_millis(millis)
