@@ -102,14 +102,16 @@ class InsertField(PartTransformation[InsertFieldConfig]):
     def setup(self) -> None:
         """Reject a config that inserts nothing, or a static field without a value."""
         c = self.config
-        specs = (
-            c.topic_field,
-            c.partition_field,
-            c.offset_field,
-            c.timestamp_field,
-            c.static_field,
-        )
-        if all(spec is None for spec in specs):
+        specs = {
+            "topic": c.topic_field,
+            "partition": c.partition_field,
+            "offset": c.offset_field,
+            "timestamp": c.timestamp_field,
+            "static": c.static_field,
+        }
+        # what is inserted -> (field name, optional)
+        self._fields = {kind: _insertion(spec) for kind, spec in specs.items() if spec is not None}
+        if not self._fields:
             raise ConfigError(
                 "",
                 "no field insertion configured: set topic.field, partition.field, "
@@ -117,18 +119,13 @@ class InsertField(PartTransformation[InsertFieldConfig]):
             )
         if c.static_field is not None and c.static_value is None:
             raise ConfigError("static.value", f"no value given for static field {c.static_field!r}")
-        kinds: list[tuple[str | None, Schema]] = [
-            (c.topic_field, STRING),
-            (c.partition_field, INT32),
-            (c.offset_field, INT64),
-            (c.timestamp_field, timestamp_schema()),
-            (c.static_field, STRING),
-        ]
+        schemas = {"partition": INT32, "offset": INT64, "timestamp": timestamp_schema()}
         self._schemas = [
-            (name, schema.as_optional() if optional else schema)
-            for spec, schema in kinds
-            if spec is not None
-            for name, optional in [_insertion(spec)]
+            (
+                name,
+                schemas.get(kind, STRING).as_optional() if optional else schemas.get(kind, STRING),
+            )
+            for kind, (name, optional) in self._fields.items()
         ]
         self._cache = SchemaCache(self._updated_schema)
 
@@ -138,23 +135,19 @@ class InsertField(PartTransformation[InsertFieldConfig]):
         )
 
     def _insertions(self, record: ConnectRecord, with_schema: bool) -> dict[str, Any]:
-        c = self.config
         out: dict[str, Any] = {}
-        if c.topic_field is not None:
-            out[_insertion(c.topic_field)[0]] = record.topic
-        if c.partition_field is not None and record.partition is not None:
-            out[_insertion(c.partition_field)[0]] = record.partition
-        if c.offset_field is not None:
-            out[_insertion(c.offset_field)[0]] = require_sink_record(
-                record, "field insertion"
-            ).offset
-        if c.timestamp_field is not None and record.timestamp is not None:
-            stamp = record.timestamp
-            out[_insertion(c.timestamp_field)[0]] = (
-                datetime_from_millis(stamp) if with_schema else stamp
-            )
-        if c.static_field is not None:
-            out[_insertion(c.static_field)[0]] = c.static_value
+        for kind, (name, _) in self._fields.items():
+            if kind == "offset":
+                out[name] = require_sink_record(record, "field insertion").offset
+            elif kind == "topic":
+                out[name] = record.topic
+            elif kind == "static":
+                out[name] = self.config.static_value
+            elif kind == "partition" and record.partition is not None:
+                out[name] = record.partition
+            elif kind == "timestamp" and record.timestamp is not None:
+                stamp = record.timestamp
+                out[name] = datetime_from_millis(stamp) if with_schema else stamp
         return out
 
     def apply(self, record: R) -> R | None:
