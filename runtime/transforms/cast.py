@@ -15,25 +15,24 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import Field
 
 from omconnect.connect.records import ConnectRecord
-from omconnect.connect.schema import DATE, DECIMAL, TIME, TIMESTAMP, Schema, Type
+from omconnect.connect.schema import DATE, DECIMAL, TIME, TIMESTAMP, Schema, Struct, Type
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.util import (
+    FieldsTransformation,
     NonEmptyList,
-    PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
     key_and_value,
     rebuild_struct_schema,
-    require_map,
-    require_struct,
     type_name,
 )
 from omconnect.runtime.transforms.values import (
@@ -153,13 +152,14 @@ def cast_value(schema: Schema | None, value: Any, target: Type) -> Any:
         ) from None
 
 
-class Cast(PartTransformation[CastConfig]):
+class Cast(FieldsTransformation[CastConfig]):
     """Cast fields, or the entire key/value, to another primitive type. With a schema,
     cast fields get a plain schema of the target type (keeping optionality and a cast
     default). Schemaless, every listed field is set (null when absent). A null
     key/value passes unchanged."""
 
     config_model = CastConfig
+    purpose = "cast types"
 
     def setup(self) -> None:
         """Parse ``spec`` and prepare the schema cache."""
@@ -200,30 +200,30 @@ class Cast(PartTransformation[CastConfig]):
     def apply(self, record: R) -> R | None:
         """The record with the casts applied."""
         value = self.part.value(record)
-        if value is None:
-            return record
+        if self._whole is None or value is None:
+            return super().apply(record)
         schema = self.part.schema(record)
-        if schema is None:
-            if self._whole is not None:
-                return self.part.updated(record, None, cast_value(None, value, self._whole))
-            fields = require_map(value, "cast types")
-            casts = {name: cast_value(None, fields.get(name), t) for name, t in self._casts.items()}
-            return self.part.updated(record, None, {**fields, **casts})
-        new_schema = self._cache.get(schema)
-        if self._whole is not None:
-            return self.part.updated(record, new_schema, cast_value(schema, value, self._whole))
-        struct = require_struct(value, "cast types")
+        new_schema = None if schema is None else self._cache.get(schema)
+        return self.part.updated(record, new_schema, cast_value(schema, value, self._whole))
+
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with the listed map fields cast (absent ones set to null)."""
+        casts = {name: cast_value(None, value.get(name), t) for name, t in self._casts.items()}
+        return self.part.updated(record, None, {**value, **casts})
+
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with the listed struct fields cast and its schema rebuilt."""
+        new_schema = self._cache.get(value.schema)
         keep_default = self.config.replace_null_with_default
         overrides = {
             f.name: cast_value(
-                f.schema, field_value(struct, f.name, keep_default), self._casts[f.name]
+                f.schema, field_value(value, f.name, keep_default), self._casts[f.name]
             )
-            for f in struct.schema.fields
+            for f in value.schema.fields
             if f.name in self._casts
         }
-        return self.part.updated(
-            record, new_schema, copy_struct(struct, new_schema, keep_default, overrides=overrides)
-        )
+        cast = copy_struct(value, new_schema, keep_default, overrides=overrides)
+        return self.part.updated(record, new_schema, cast)
 
 
 CastKey, CastValue = key_and_value(Cast)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -20,6 +20,7 @@ from omconnect.connect.schema import (
     INT64,
     STRING,
     Schema,
+    Struct,
     Type,
     timestamp_schema,
 )
@@ -27,17 +28,15 @@ from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.util import (
     CsvList,
+    FieldsTransformation,
     NonEmptyList,
-    PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
     key_and_value,
     rebuild_struct_schema,
-    require_map,
     require_sink_record,
-    require_struct,
     split_list,
     type_name,
 )
@@ -92,12 +91,13 @@ def _insertion(spec: str) -> tuple[str, bool]:
     return spec, True
 
 
-class InsertField(PartTransformation[InsertFieldConfig]):
+class InsertField(FieldsTransformation[InsertFieldConfig]):
     """Insert the topic, partition, offset (sink records), timestamp or a static
     string as fields. Schemaless, the timestamp is epoch milliseconds; with a schema
     it is a Timestamp. The partition and timestamp are skipped when the record has none."""
 
     config_model = InsertFieldConfig
+    purpose = "field insertion"
 
     def setup(self) -> None:
         """Reject a config that inserts nothing, or a static field without a value."""
@@ -150,19 +150,15 @@ class InsertField(PartTransformation[InsertFieldConfig]):
                 out[name] = datetime_from_millis(stamp) if with_schema else stamp
         return out
 
-    def apply(self, record: R) -> R | None:
-        """The record with the configured fields added."""
-        value = self.part.value(record)
-        if value is None:
-            return record
-        schema = self.part.schema(record)
-        if schema is None:
-            updated = {**require_map(value, "field insertion"), **self._insertions(record, False)}
-            return self.part.updated(record, None, updated)
-        struct = require_struct(value, "field insertion")
-        new_schema = self._cache.get(struct.schema)
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with the configured fields added to the map."""
+        return self.part.updated(record, None, {**value, **self._insertions(record, False)})
+
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with the configured fields added to the struct and its schema."""
+        new_schema = self._cache.get(value.schema)
         inserted = copy_struct(
-            struct,
+            value,
             new_schema,
             self.config.replace_null_with_default,
             overrides=self._insertions(record, True),
@@ -203,10 +199,11 @@ class ReplaceFieldConfig(ReplaceNullConfig):
     whitelist: CsvList = Field((), description="Deprecated. Use include instead.")
 
 
-class ReplaceField(PartTransformation[ReplaceFieldConfig]):
+class ReplaceField(FieldsTransformation[ReplaceFieldConfig]):
     """Drop fields (``exclude``), keep only some (``include``) and rename fields."""
 
     config_model = ReplaceFieldConfig
+    purpose = "field replacement"
 
     def setup(self) -> None:
         """Resolve the deprecated names and index the renames both ways."""
@@ -229,20 +226,16 @@ class ReplaceField(PartTransformation[ReplaceFieldConfig]):
             ],
         )
 
-    def apply(self, record: R) -> R | None:
-        """The record with fields filtered and renamed."""
-        value = self.part.value(record)
-        if value is None:
-            return record
-        schema = self.part.schema(record)
-        if schema is None:
-            fields = require_map(value, "field replacement")
-            updated = {self._renames.get(k, k): v for k, v in fields.items() if self._keep(k)}
-            return self.part.updated(record, None, updated)
-        struct = require_struct(value, "field replacement")
-        new_schema = self._cache.get(struct.schema)
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with the map's fields filtered and renamed."""
+        updated = {self._renames.get(k, k): v for k, v in value.items() if self._keep(k)}
+        return self.part.updated(record, None, updated)
+
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with the struct's fields (and schema) filtered and renamed."""
+        new_schema = self._cache.get(value.schema)
         replaced = copy_struct(
-            struct,
+            value,
             new_schema,
             self.config.replace_null_with_default,
             renamed=lambda name: self._reverse.get(name, name),
@@ -304,12 +297,13 @@ def _replacement_parser(value: Any, schema: Schema | None) -> Callable[[str], An
     raise DataError(f"cannot mask value of type {type_name(value)} with a custom replacement")
 
 
-class MaskField(PartTransformation[MaskFieldConfig]):
+class MaskField(FieldsTransformation[MaskFieldConfig]):
     """Replace the listed fields with the null value of their type, or with
     ``replacement`` converted to it. Schemaless, every listed field is set (to null
     when absent); with a schema, listed fields the schema lacks are ignored."""
 
     config_model = MaskFieldConfig
+    purpose = "mask fields"
 
     def _masked(self, value: Any, schema: Schema | None) -> Any:
         if value is None:
@@ -322,25 +316,21 @@ class MaskField(PartTransformation[MaskFieldConfig]):
         except (ValueError, decimal.InvalidOperation):
             raise DataError(f"unable to convert {replacement!r} to {type_name(value)}") from None
 
-    def apply(self, record: R) -> R | None:
-        """The record with the configured fields masked."""
-        value = self.part.value(record)
-        if value is None:
-            return record
-        schema = self.part.schema(record)
-        if schema is None:
-            fields = require_map(value, "mask fields")
-            masked = {name: self._masked(fields.get(name), None) for name in self.config.fields}
-            return self.part.updated(record, None, {**fields, **masked})
-        struct = require_struct(value, "mask fields")
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with the listed map fields masked (absent ones set to null)."""
+        masked = {name: self._masked(value.get(name), None) for name in self.config.fields}
+        return self.part.updated(record, None, {**value, **masked})
+
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with the listed struct fields masked; the schema is unchanged."""
         keep_default = self.config.replace_null_with_default
         overrides = {
-            f.name: self._masked(field_value(struct, f.name, keep_default), f.schema)
-            for f in struct.schema.fields
+            f.name: self._masked(field_value(value, f.name, keep_default), f.schema)
+            for f in value.schema.fields
             if f.name in self.config.fields
         }
-        masked_struct = copy_struct(struct, struct.schema, keep_default, overrides=overrides)
-        return self.part.updated(record, struct.schema, masked_struct)
+        masked_struct = copy_struct(value, value.schema, keep_default, overrides=overrides)
+        return self.part.updated(record, value.schema, masked_struct)
 
 
 MaskFieldKey, MaskFieldValue = key_and_value(MaskField)

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field
 
 from omconnect.connect.config import PluginConfig
 from omconnect.connect.records import ConnectRecord
-from omconnect.connect.schema import Schema
+from omconnect.connect.schema import Schema, Struct
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError, Transformation
 from omconnect.runtime.transforms.util import (
+    FieldsTransformation,
     NonEmptyList,
-    PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
     copy_struct,
     field_value,
     key_and_value,
     rebuild_struct_schema,
-    require_map,
-    require_struct,
 )
 from omconnect.runtime.transforms.values import parse_literal
 
@@ -86,12 +85,13 @@ class HeaderFromConfig(ReplaceNullConfig):
     )
 
 
-class HeaderFrom(PartTransformation[HeaderFromConfig]):
+class HeaderFrom(FieldsTransformation[HeaderFromConfig]):
     """Copy or move fields of the key or value into headers (with the field's schema,
     when there is one). Schemaless, an absent field gives a null header; with a schema,
     an absent field is an error. A null key/value passes unchanged."""
 
     config_model = HeaderFromConfig
+    purpose = "copying or moving fields to headers"
 
     def setup(self) -> None:
         """Pair fields with headers and prepare the schema cache."""
@@ -106,37 +106,30 @@ class HeaderFrom(PartTransformation[HeaderFromConfig]):
             schema, [(f.name, f.schema) for f in schema.fields if f.name not in self.config.fields]
         )
 
-    def apply(self, record: R) -> R | None:
-        """The record with the headers appended and, for move, the fields removed."""
-        value = self.part.value(record)
-        if value is None:
-            return record
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with the map fields copied (or moved) to headers."""
         headers = record.headers
-        schema = self.part.schema(record)
-        purpose = f"header {self.config.operation}"
-        if schema is None:
-            fields = require_map(value, purpose)
-            for field, header in self._pairs:
-                headers = headers.with_header(header, fields.get(field))
-            kept: dict[str, Any] = {
-                k: v for k, v in fields.items() if not (self._move and k in self.config.fields)
-            }
-            return self.part.updated(record, None, kept, headers=headers)
-        struct = require_struct(value, purpose)
+        for field, header in self._pairs:
+            headers = headers.with_header(header, value.get(field))
+        kept = {k: v for k, v in value.items() if not (self._move and k in self.config.fields)}
+        return self.part.updated(record, None, kept, headers=headers)
+
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with the struct fields copied (or moved) to headers."""
+        headers = record.headers
         keep_default = self.config.replace_null_with_default
         for field, header in self._pairs:
-            found = struct.schema.field(field)
+            found = value.schema.field(field)
             if found is None:
                 raise DataError(f"field {field!r} is not in the {self.part.name} schema")
             headers = headers.with_header(
-                header, field_value(struct, field, keep_default), found.schema
+                header, field_value(value, field, keep_default), found.schema
             )
         if not self._move:
             return record.new_record(headers=headers)
-        new_schema = self._cache.get(struct.schema)
-        return self.part.updated(
-            record, new_schema, copy_struct(struct, new_schema, keep_default), headers=headers
-        )
+        new_schema = self._cache.get(value.schema)
+        moved = copy_struct(value, new_schema, keep_default)
+        return self.part.updated(record, new_schema, moved, headers=headers)
 
 
 HeaderFromKey, HeaderFromValue = key_and_value(HeaderFrom)

@@ -5,6 +5,7 @@ A null key or value passes Flatten unchanged; SetSchemaMetadata needs a schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from omconnect.connect.schema import Schema, Struct, Type
 from omconnect.errors import ConfigError
 from omconnect.runtime.transforms.base import DataError
 from omconnect.runtime.transforms.util import (
+    FieldsTransformation,
     PartTransformation,
     ReplaceNullConfig,
     SchemaCache,
@@ -25,7 +27,6 @@ from omconnect.runtime.transforms.util import (
     rebuild_struct_schema,
     require_map,
     require_schema,
-    require_struct,
     type_name,
 )
 from omconnect.runtime.transforms.values import infer_type
@@ -42,13 +43,14 @@ class FlattenConfig(PluginConfig):
     )
 
 
-class Flatten(PartTransformation[FlattenConfig]):
+class Flatten(FieldsTransformation[FlattenConfig]):
     """Flatten nested Structs (with a schema) or maps (schemaless) into one level, the
     field names joined by ``delimiter``. Arrays and, with a schema, maps are kept as
     they are. A field becomes optional when any struct above it is optional, and takes
     its default from the parent struct's default when it has none of its own."""
 
     config_model = FlattenConfig
+    purpose = "flattening"
 
     def setup(self) -> None:
         """Prepare the schema cache."""
@@ -111,19 +113,17 @@ class Flatten(PartTransformation[FlattenConfig]):
             else:
                 out[name] = item
 
-    def apply(self, record: R) -> R | None:
-        """The record with its key/value flattened."""
-        value = self.part.value(record)
-        if value is None:
-            return record
-        schema = self.part.schema(record)
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with its map flattened."""
         flat: dict[str, Any] = {}
-        if schema is None:
-            self._flatten_map(value, "", flat)
-            return self.part.updated(record, None, flat)
-        struct = require_struct(value, "flattening")
-        new_schema = self._cache.get(schema)
-        self._flatten_struct(struct, "", flat)
+        self._flatten_map(value, "", flat)
+        return self.part.updated(record, None, flat)
+
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with its struct and schema flattened."""
+        new_schema = self._cache.get(value.schema)
+        flat: dict[str, Any] = {}
+        self._flatten_struct(value, "", flat)
         return self.part.updated(record, new_schema, Struct(new_schema, flat))
 
 

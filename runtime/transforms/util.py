@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -282,6 +283,31 @@ class PartTransformation(Transformation[C]):
             name = type(self).__name__
             raise ConfigError("type", f"{name} needs a side: use {name}$Key or {name}$Value")
         super().configure(config)
+
+
+class FieldsTransformation(PartTransformation[C]):
+    """A ``$Key``/``$Value`` transform of the fields of a map (schemaless records) or a
+    Struct (records with a schema). A null key or value passes unchanged; anything
+    else that is not a map, or not a Struct, is a `DataError` naming ``purpose``."""
+
+    purpose: ClassVar[str] = "this transformation"
+
+    def apply(self, record: R) -> R | None:
+        """Dispatch to `apply_schemaless` or `apply_struct`."""
+        value = self.part.value(record)
+        if value is None:
+            return record
+        if self.part.schema(record) is None:
+            return self.apply_schemaless(record, require_map(value, self.purpose))
+        return self.apply_struct(record, require_struct(value, self.purpose))
+
+    @abstractmethod
+    def apply_schemaless(self, record: R, value: Mapping[str, Any]) -> R:
+        """The record with its map key/value ``value`` transformed."""
+
+    @abstractmethod
+    def apply_struct(self, record: R, value: Struct) -> R:
+        """The record with its Struct key/value ``value`` transformed."""
 
 
 T = TypeVar("T", bound=PartTransformation[Any])
