@@ -9,9 +9,14 @@ Layout (little-endian), documented again in ``docs/protocol.md``::
     9       1     flags: bit 0 = the message has an expire_time (so the broker
                   looks for it only in messages that have one)
     10      4     header length H
-    14      H     headers: a msgpack map {tag: value} of the non-default headers;
-                  tag 0 holds the properties map
+    14      H     headers: a msgpack array of the values of `FIELDS`, in that order
+                  (the headers in `Message`'s field order, properties a map)
     14+H    ...   body
+
+A fixed-position array rather than a map of present headers: both encoding and
+decoding are one C call plus one constructor call, about twice as fast as a map
+(the cost is ~20 bytes of defaults per message). Newer writers may only append
+fields; a decoder ignores fields past the ones it knows.
 
 The broker stores this encoding unchanged inside its commit-log records and serves
 it back, so a message is encoded once by the producer and decoded once by the
@@ -28,20 +33,20 @@ import crc32c
 import msgpack
 
 from omconnect.errors import ConfigError, CorruptDataError, MessageTooLargeError
-from omconnect.message import HEADER_NAMES, Message
+from omconnect.message import Message
 
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<IIBBI")
 PREFIX_SIZE = _PREFIX.size  # 14
 FLAG_EXPIRES = 0x01
 
-# Tags are part of the format: never renumber, only append.
-_TAG_OF: dict[str, int] = {name: i + 1 for i, name in enumerate(HEADER_NAMES)}
-_NAME_OF: dict[int, str] = {tag: name for name, tag in _TAG_OF.items()}
-_PROPERTIES_TAG = 0
-_TAGS = tuple(_TAG_OF.values())
-_GET_HEADERS = operator.attrgetter(*HEADER_NAMES)  # all headers in one C call
-_DEFAULTS = tuple(Message.__dataclass_fields__[n].default for n in HEADER_NAMES)
+# The header fields in `Message`'s constructor order (after ``body``). Part of the
+# format: never reorder, only append (and only with a default in `Message`).
+FIELDS: tuple[str, ...] = tuple(
+    name for name in Message.__dataclass_fields__ if name not in ("body", "receipt")
+)
+_GET_FIELDS = operator.attrgetter(*FIELDS)  # every header in one C call
+_EXPIRE_INDEX = FIELDS.index("expire_time")
 _VERSION_FLAGS_LENGTH = struct.Struct("<BBI")
 _LENGTH_AND_CRC = struct.Struct("<II")
 
@@ -51,14 +56,7 @@ _crc = crc32c.crc32c
 
 def encode(message: Message) -> bytes:
     """Encode ``message``; the result carries its own length and CRC."""
-    headers = {
-        tag: value
-        for tag, value, default in zip(_TAGS, _GET_HEADERS(message), _DEFAULTS, strict=True)
-        if value != default
-    }
-    if message.properties:
-        headers[_PROPERTIES_TAG] = message.properties
-    header_bytes = _packb(headers)
+    header_bytes = _packb(_GET_FIELDS(message))
     flags = FLAG_EXPIRES if message.expire_time else 0
     tail = b"".join(
         (
@@ -89,16 +87,15 @@ def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
     if body_start > total:
         raise CorruptDataError("message header length exceeds the message")
     try:
-        headers = msgpack.unpackb(view[PREFIX_SIZE:body_start], strict_map_key=False)
+        values = msgpack.unpackb(view[PREFIX_SIZE:body_start], strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as exc:
         raise CorruptDataError(f"message headers do not parse: {exc}") from exc
-    properties = headers.pop(_PROPERTIES_TAG, None)
-    # Unknown tags come from newer writers: ignore them.
-    fields = {_NAME_OF[tag]: value for tag, value in headers.items() if tag in _NAME_OF}
-    message = Message(bytes(view[body_start:]), **fields)
-    if properties:
-        message.properties = properties
-    return message
+    if not isinstance(values, list) or len(values) < len(FIELDS):
+        raise CorruptDataError("message headers are not an array of every header field")
+    try:
+        return Message(bytes(view[body_start:]), *values[: len(FIELDS)])
+    except TypeError as exc:
+        raise CorruptDataError(f"message headers do not fit: {exc}") from exc
 
 
 def verify(data: bytes | memoryview) -> int:
@@ -154,9 +151,6 @@ def verify_batch(messages: Sequence[object], max_bytes: int) -> list[bytes]:
     return out
 
 
-_EXPIRE_TIME_TAG = _TAG_OF["expire_time"]
-
-
 def peek_expire_time(data: bytes | memoryview) -> int:
     """The ``expire_time`` header of one encoding (0 if unset), without building the
     message: the header map is walked and other values skipped. No CRC check (the
@@ -171,14 +165,14 @@ def peek_expire_time(data: bytes | memoryview) -> int:
     unpacker = msgpack.Unpacker(strict_map_key=False)
     unpacker.feed(view[PREFIX_SIZE : PREFIX_SIZE + header_len])
     try:
-        for _ in range(unpacker.read_map_header()):
-            if unpacker.unpack() == _EXPIRE_TIME_TAG:
-                value = unpacker.unpack()
-                return value if isinstance(value, int) else 0
+        if unpacker.read_array_header() <= _EXPIRE_INDEX:
+            raise CorruptDataError("message headers are too short")
+        for _ in range(_EXPIRE_INDEX):
             unpacker.skip()
+        value = unpacker.unpack()
     except (ValueError, msgpack.UnpackException) as exc:
         raise CorruptDataError(f"message headers do not parse: {exc}") from exc
-    return 0
+    return value if isinstance(value, int) else 0
 
 
 def split(data: bytes | memoryview) -> Iterator[memoryview]:
