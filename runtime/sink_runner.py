@@ -27,10 +27,12 @@ from omconnect.message import Message
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.error_handling import (
     SKIPPED,
+    ErrorCounts,
     OriginalRecord,
     RetryWithToleranceOperator,
     Stage,
 )
+from omconnect.runtime.metrics import CommitStats, LatencyHistogram
 from omconnect.runtime.record_mapping import key_bytes, to_sink_record, value_bytes
 from omconnect.runtime.stores import State
 from omconnect.runtime.task_common import StateListener, TaskId, trace_of
@@ -109,6 +111,20 @@ class SinkTaskRunner(threading.Thread):
         self._pending: dict[TopicPartition, list[Message]] = {}  # put, not yet committed
         self._next: dict[TopicPartition, int] = {}
         self.records_read = 0
+        self.records_sent = 0
+        self._active = 0  # read, not committed (changed by the task thread only)
+        self.commit_stats = CommitStats()
+        self.latency = LatencyHistogram()
+
+    # -- metrics (read from any thread) ----------------------------------------------
+    @property
+    def error_counts(self) -> ErrorCounts:
+        """The task's error handling counts (Kafka's task-error-metrics)."""
+        return self._errors.counts
+
+    def active_records(self) -> int:
+        """Records read whose offsets are not committed yet."""
+        return self._active
 
     def stop(self) -> None:
         """Ask the task to finish; `join` waits for it."""
@@ -193,23 +209,28 @@ class SinkTaskRunner(threading.Thread):
     def _close_partitions(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.owned.discard(tp)
-            self._pending.pop(tp, None)
+            self._active -= len(self._pending.pop(tp, ()))
             self._next.pop(tp, None)
         if partitions:
             self.task.close(sorted(partitions))
 
     def _deliver(self, messages: list[Message]) -> None:
         records: list[SinkRecord] = []
+        born: list[int] = []  # of the messages that became records
         for message in messages:
             tp = self._tp(message)
             self._pending.setdefault(tp, []).append(message)
+            self._active += 1
             self._next[tp] = message.offset + 1
             record = self._convert(message)
             if record is not None:
                 records.append(record)
+                born.append(message.born_timestamp)
         while records and not self._stopping.is_set():
             try:
                 self.task.put(records)
+                self.records_sent += len(records)
+                self.latency.observe_born(born, time.time_ns() // 1_000_000)
                 return
             except RetriableError as exc:
                 log.warning("sink task %s: put failed, retrying: %s", self.task_id, exc)
@@ -254,11 +275,18 @@ class SinkTaskRunner(threading.Thread):
     def _commit(self, consumer: PullConsumer) -> None:
         if not self._next:
             return
-        offsets = self.task.pre_commit(dict(self._next))
-        for tp, committed in offsets.items():
-            pending = self._pending.get(tp, [])
-            done = [m for m in pending if m.offset < committed]
-            for message in done:
-                consumer.ack(message)
-            self._pending[tp] = pending[len(done) :]
-        consumer.commit()
+        started = time.perf_counter()
+        try:
+            offsets = self.task.pre_commit(dict(self._next))
+            for tp, committed in offsets.items():
+                pending = self._pending.get(tp, [])
+                done = [m for m in pending if m.offset < committed]
+                for message in done:
+                    consumer.ack(message)
+                self._pending[tp] = pending[len(done) :]
+                self._active -= len(done)
+            consumer.commit()
+        except BaseException:
+            self.commit_stats.failed()
+            raise
+        self.commit_stats.record(time.perf_counter() - started)

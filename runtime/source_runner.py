@@ -26,10 +26,12 @@ from omconnect.producer import Producer, SendResult
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.error_handling import (
     SKIPPED,
+    ErrorCounts,
     OriginalRecord,
     RetryWithToleranceOperator,
     Stage,
 )
+from omconnect.runtime.metrics import CommitStats
 from omconnect.runtime.record_mapping import to_message
 from omconnect.runtime.source_offsets import SubmittedRecord, SubmittedRecords
 from omconnect.runtime.stores import OffsetStore, State, StoredOffsetReader
@@ -98,6 +100,17 @@ class SourceTaskRunner(threading.Thread):
         self._send_error: BaseException | None = None
         self.records_polled = 0
         self.records_written = 0
+        self.commit_stats = CommitStats()
+
+    # -- metrics (read from any thread) ----------------------------------------------
+    @property
+    def error_counts(self) -> ErrorCounts:
+        """The task's error handling counts (Kafka's task-error-metrics)."""
+        return self._errors.counts
+
+    def active_records(self) -> int:
+        """Records sent and not acknowledged by the broker yet."""
+        return self._submitted.pending
 
     # -- control (any thread) ------------------------------------------------------
     def stop(self) -> None:
@@ -221,8 +234,14 @@ class SourceTaskRunner(threading.Thread):
         offsets = self._submitted.committable()
         if not offsets:
             return
-        self._offsets.put(
-            self.task_id.connector, [(item.partition, item.offset) for item in offsets.offsets]
-        )
+        started = time.perf_counter()
+        try:
+            self._offsets.put(
+                self.task_id.connector, [(item.partition, item.offset) for item in offsets.offsets]
+            )
+        except BaseException:
+            self.commit_stats.failed()
+            raise
+        self.commit_stats.record(time.perf_counter() - started)
         self._submitted.committed(offsets)
         self.task.commit()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from omconnect.access_point import MessagingAccessPoint
 from omconnect.runtime.config_providers import default_providers, resolve_config
+from omconnect.runtime.metrics import MetricsServer, start_metrics_server
 from omconnect.runtime.stores import ConnectStores
 from omconnect.runtime.worker import Worker
 from omconnect.runtime.worker_config import load_json_config, parse_worker_config
@@ -38,10 +39,12 @@ class Standalone:
             for path in connector_configs
         ]
         self.access_point = MessagingAccessPoint.open(config.url())
+        self.metrics_server: MetricsServer | None = None
         try:
             stores = ConnectStores.open(self.access_point.kv, config.group_id)
             worker_id = f"{socket.gethostname()}:{os.getpid()}"
             self.worker = Worker(worker_id, config, self.access_point, stores)
+            self.metrics_server = start_metrics_server(self.worker)  # metrics.port
             for connector in connectors:
                 name = self.worker.run_connector(connector)
                 log.info("started connector %s", name)
@@ -51,6 +54,9 @@ class Standalone:
 
     def stop(self) -> None:
         """Stop the connectors gracefully and close the access point."""
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
         worker = getattr(self, "worker", None)
         if worker is not None:
             worker.stop()

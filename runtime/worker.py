@@ -32,6 +32,7 @@ from omconnect.runtime.converters.base import (
 )
 from omconnect.runtime.converters.schema_registry import SchemaRegistry
 from omconnect.runtime.error_handling import build_operator
+from omconnect.runtime.metrics import RebalanceStats
 from omconnect.runtime.sink_runner import SinkTaskRunner
 from omconnect.runtime.source_runner import SourceTaskRunner
 from omconnect.runtime.stores import ConnectStores, State, Status
@@ -135,6 +136,17 @@ class Worker:
         self._producer = access_point.create_producer()
         self._registry = SchemaRegistry(access_point.kv)  # Avro schemas, shared by tasks
         self._stopping = threading.Event()
+        self.rebalances = RebalanceStats()  # the distributed herder reports to it
+
+    @property
+    def access_point(self) -> MessagingAccessPoint:
+        """The access point the tasks use (read-only; for metrics)."""
+        return self._ap
+
+    @property
+    def stores(self) -> ConnectStores:
+        """The config, offset and status stores (read-only; for metrics)."""
+        return self._stores
 
     # -- connectors ------------------------------------------------------------------
     def start_connector(self, config: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -74,6 +74,56 @@ class WorkerConfig(PluginConfig):
         gt=0,
         description="Longest wait between automatic restarts (the wait doubles).",
     )
+    metrics_port: int = Field(
+        0,
+        alias="metrics.port",
+        ge=0,
+        le=65535,
+        description="Serve Prometheus /metrics on this port at rest.host (0: off).",
+    )
+    session_timeout_ms: int = Field(
+        3000,
+        alias="session.timeout.ms",
+        gt=0,
+        description="Distributed mode: a worker silent this long has left the group "
+        "(its membership lease expires).",
+    )
+    heartbeat_interval_ms: int = Field(
+        1000,
+        alias="heartbeat.interval.ms",
+        gt=0,
+        description="Distributed mode: how often a worker renews its lease; keep it at a "
+        "third of session.timeout.ms or less.",
+    )
+    scheduled_rebalance_max_delay_ms: int = Field(
+        -1,
+        alias="scheduled.rebalance.max.delay.ms",
+        ge=-1,
+        description="Distributed mode: how long a departed worker's connectors and tasks "
+        "wait before moving to the others (-1: session.timeout.ms). A graceful shutdown "
+        "hands them over at once.",
+    )
+    assignment_strategy: str = Field(
+        "round-robin",
+        alias="assignment.strategy",
+        pattern="^(round-robin|consistent-hash)$",
+        description="Distributed mode: round-robin (balanced, sticky) or consistent-hash.",
+    )
+    worker_id: str = Field(
+        "",
+        alias="worker.id",
+        description="Distributed mode: this worker's id in the group (empty: host:pid).",
+    )
+    rest_host: str = Field("127.0.0.1", alias="rest.host", description="REST API address.")
+    rest_port: int = Field(
+        8083, alias="rest.port", ge=0, le=65535, description="REST API port (0: any free)."
+    )
+    rest_advertised_url: str = Field(
+        "",
+        alias="rest.advertised.url",
+        description="The REST URL other workers and tools reach this worker at "
+        "(empty: http://rest.host:rest.port).",
+    )
     raw: dict[str, Any] = Field(
         default_factory=dict, exclude=True, description="The whole map, for converter prefixes."
     )
