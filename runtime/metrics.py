@@ -441,7 +441,7 @@ def start_metrics_server(worker: Worker) -> MetricsServer | None:
     port = worker.config.metrics_port
     if not port:
         return None
-    host = str(worker.config.raw.get("rest.host") or "127.0.0.1")
+    host = worker.config.rest_host
     server = MetricsServer(WorkerMetrics(worker).registry, host, port)
     log.info("serving worker metrics on http://%s:%d/metrics", host, server.port)
     return server
