@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from omconnect.message import Message
 from omconnect.runtime.metrics import (
     LATENCY_BUCKETS_MS,
     CommitStats,
@@ -178,7 +179,7 @@ def test_converter_failures_show_in_the_dead_letter_count(
         dlq = standalone.access_point.create_pull_consumer(
             "check", ["lines-dlq"], start_from="earliest"
         )
-        letters = []
+        letters: list[Message] = []
         deadline = time.monotonic() + WAIT_S
         while len(letters) < 50 and time.monotonic() < deadline:
             letters.extend(dlq.batch_receive(100, timeout_ms=500))
