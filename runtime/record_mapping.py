@@ -3,8 +3,10 @@
 * the converted value is the message body (an empty body with the property
   ``connect.tombstone=true`` for a None value);
 * the converted key becomes the ``message_key`` (it picks the partition): as
-  text when it is valid UTF-8, else base64 with ``connect.key.encoding=base64``;
-  no key at all is an empty message_key;
+  text when it is valid UTF-8, else base64 with ``connect.key.encoding=base64``.
+  An empty message_key means "no key" (OpenMessaging has no null key), so an
+  empty converted key reads back as None, as do keys of messages that other
+  producers sent without one;
 * the record timestamp is the ``born_timestamp``; an explicit partition is kept;
 * each Connect header becomes a property (strings as they are, other values as
   JSON, listed in ``connect.header.types``); properties starting with
@@ -27,7 +29,6 @@ from omconnect.message import Message
 TOMBSTONE = "connect.tombstone"
 KEY_ENCODING = "connect.key.encoding"
 HEADER_TYPES = "connect.header.types"
-NO_KEY = "connect.key.null"
 _INTERNAL_PREFIX = "connect."
 
 
@@ -46,9 +47,7 @@ def to_message(record: ConnectRecord, key: bytes | None, value: bytes | None) ->
     if json_headers:
         properties[HEADER_TYPES] = json.dumps(json_headers)
     message_key = ""
-    if key is None:
-        properties[NO_KEY] = "true"
-    else:
+    if key is not None:
         try:
             message_key = key.decode("utf-8")
         except UnicodeDecodeError:
@@ -69,7 +68,7 @@ def to_message(record: ConnectRecord, key: bytes | None, value: bytes | None) ->
 def key_bytes(message: Message) -> bytes | None:
     """The converted key a message carries (None for a record without a key)."""
     properties = message.properties
-    if properties.get(NO_KEY) == "true":
+    if not message.message_key:
         return None
     if properties.get(KEY_ENCODING) == "base64":
         try:

@@ -35,7 +35,7 @@ from omconnect.runtime.error_handling import (
 from omconnect.runtime.metrics import CommitStats, LatencyHistogram
 from omconnect.runtime.record_mapping import key_bytes, to_sink_record, value_bytes
 from omconnect.runtime.stores import State
-from omconnect.runtime.task_common import StateListener, TaskId, trace_of
+from omconnect.runtime.task_common import StateListener, TaskId, TopicCreator, trace_of
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,9 @@ class SinkTaskRunner(threading.Thread):
         consumer: PullConsumer | None = None
         started = False
         try:
+            creator = TopicCreator(self._ap)  # like Kafka's auto.create.topics.enable
+            for topic in self._topics:
+                creator.ensure(topic)
             consumer = self._ap.create_pull_consumer(
                 f"connect-{self.task_id.connector}",
                 self._topics,
