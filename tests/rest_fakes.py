@@ -30,12 +30,16 @@ class InMemoryHerder:
     worker_id = WORKER
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every connector, restart and injected failure."""
         self.configs: dict[str, dict[str, str]] = {}
         self.states: dict[str, str] = {}
         self.offsets: dict[str, list[dict[str, Any]]] = {}
         self.restarts: list[tuple[str, object]] = []
         self.fail_with: Exception | None = None
-        self._lock = threading.Lock()
 
     def _check(self, name: str | None = None) -> None:
         if self.fail_with is not None:
@@ -92,9 +96,7 @@ class InMemoryHerder:
             self.offsets.setdefault(name, [])
         return created, self.connector_info(name)
 
-    def patch_connector_config(
-        self, name: str, changes: Mapping[str, str | None]
-    ) -> ConnectorInfo:
+    def patch_connector_config(self, name: str, changes: Mapping[str, str | None]) -> ConnectorInfo:
         self._check(name)
         merged = dict(self.configs[name])
         for key, value in changes.items():
