@@ -50,6 +50,11 @@ app = typer.Typer(
 )
 queues_app = typer.Typer(help="Create, list and delete queues.", no_args_is_help=True)
 app.add_typer(queues_app, name="queues")
+connectors_app = typer.Typer(
+    help="Manage connectors through a worker's REST API (Kafka Connect's).",
+    no_args_is_help=True,
+)
+app.add_typer(connectors_app, name="connectors")
 
 UrlOption = Annotated[
     str,
@@ -151,6 +156,19 @@ def standalone(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with _user_errors():
         run_standalone(worker_config, connector_configs)
+
+
+@app.command()
+def worker(
+    worker_config: Annotated[Path, typer.Argument(help="Worker config (JSON).")],
+) -> None:
+    """Run a distributed worker: join group.id on the access point, serve the REST API,
+    run the connectors and tasks assigned to it, until SIGTERM or Ctrl-C."""
+    from omconnect.runtime.distributed_main import run_distributed
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    with _user_errors():
+        run_distributed(worker_config)
 
 
 @queues_app.command("create")
@@ -270,6 +288,250 @@ def _print_message(message: Any, output: str) -> None:
         "body": message.body.decode("utf-8", "backslashreplace"),
     }
     sys.stdout.write(json.dumps(record) + "\n")
+
+
+# --- omconnect connectors: the REST API from the command line -------------------------
+
+DEFAULT_REST_URL = "http://127.0.0.1:8083"
+RestUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--rest-url", envvar="OMCONNECT_REST_URL", help="A worker's REST API (any worker)."
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="OMCONNECT_REST_TOKEN",
+        help="Bearer token (rest.auth.bearer.token).",
+        show_default=False,
+    ),
+]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        envvar="OMCONNECT_REST_USER",
+        help="user:password for basic auth (rest.auth.basic.users).",
+        show_default=False,
+    ),
+]
+OutputOption = Annotated[
+    str, typer.Option("--output", "-o", help="table (short) or json (Kafka Connect's JSON).")
+]
+
+
+def exit_code_for_http(status: int) -> int:
+    """The exit code for an HTTP error answer: 400 and other client errors → 3,
+    404 → 4, 409 (conflict, rebalance in progress) → 5, server errors → 6."""
+    if status == 404:
+        return EXIT_NOT_FOUND
+    if status == 409:
+        return EXIT_RETRIABLE
+    if status >= 500:
+        return EXIT_FATAL
+    return EXIT_CONFIG
+
+
+@contextmanager
+def _rest_client(rest_url: str, token: str | None, user: str | None) -> Iterator[Any]:
+    from omconnect.runtime.rest.client import RestClient, RestClientError
+
+    try:
+        with _user_errors():
+            yield RestClient(rest_url, token=token, basic=user)
+    except RestClientError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exit_code_for_http(exc.status)) from None
+
+
+def _check_output(output: str) -> None:
+    if output not in ("table", "json"):
+        typer.echo("error: --output: must be 'table' or 'json'", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+@connectors_app.command("list")
+def connectors_list(
+    output: OutputOption = "table",
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """List connectors with their type, state and running tasks."""
+    from omconnect.runtime.rest.commands import connectors_table
+
+    _check_output(output)
+    with _rest_client(rest_url, token, user) as client:
+        expanded = client.connectors(expand=["status"])
+    if output == "json":
+        _echo_json(expanded)
+    elif expanded:
+        typer.echo(connectors_table(expanded))
+
+
+@connectors_app.command("get")
+def connectors_get(
+    name: str,
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Print a connector's config (secrets hidden) and tasks as JSON."""
+    with _rest_client(rest_url, token, user) as client:
+        _echo_json(client.connector(name))
+
+
+@connectors_app.command("status")
+def connectors_status(
+    name: str,
+    output: OutputOption = "table",
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Show the state of a connector and each of its tasks."""
+    from omconnect.runtime.rest.commands import status_table
+
+    _check_output(output)
+    with _rest_client(rest_url, token, user) as client:
+        status = client.status(name)
+    if output == "json":
+        _echo_json(status)
+    else:
+        typer.echo(status_table(status))
+
+
+@connectors_app.command("apply")
+def connectors_apply(
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file", "-f", help="A connector JSON file, or a directory of them (*.json)."
+        ),
+    ],
+    output: OutputOption = "table",
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Create or update connectors from JSON files (PUT /connectors/NAME/config).
+
+    Every file is read first: one bad file applies nothing."""
+    from omconnect.runtime.rest.commands import load_connector_files
+
+    _check_output(output)
+    with _user_errors():
+        connectors = load_connector_files(file)
+    infos = []
+    with _rest_client(rest_url, token, user) as client:
+        for name, config in connectors:
+            created, info = client.put_config(name, config)
+            infos.append(info)
+            if output == "table":
+                typer.echo(f"{name} {'created' if created else 'configured'}")
+    if output == "json":
+        _echo_json(infos)
+
+
+def _connector_action(
+    verb: str, done: str, name: str, url: str, token: str | None, user: str | None
+) -> None:
+    with _rest_client(url, token, user) as client:
+        if verb == "delete":
+            client.delete(name)
+        else:
+            client.action(name, verb)
+    typer.echo(f"{name} {done}")
+
+
+@connectors_app.command("pause")
+def connectors_pause(
+    name: str,
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Pause a connector's tasks (they keep their place)."""
+    _connector_action("pause", "paused", name, rest_url, token, user)
+
+
+@connectors_app.command("resume")
+def connectors_resume(
+    name: str,
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Resume a paused or stopped connector."""
+    _connector_action("resume", "resumed", name, rest_url, token, user)
+
+
+@connectors_app.command("stop")
+def connectors_stop(
+    name: str,
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Stop a connector and its tasks; the config stays (resume starts it again)."""
+    _connector_action("stop", "stopped", name, rest_url, token, user)
+
+
+@connectors_app.command("delete")
+def connectors_delete(
+    name: str,
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Stop and remove a connector (its offsets stay)."""
+    _connector_action("delete", "deleted", name, rest_url, token, user)
+
+
+@connectors_app.command("restart")
+def connectors_restart(
+    name: str,
+    include_tasks: Annotated[
+        bool, typer.Option("--include-tasks", help="Restart the tasks too.")
+    ] = False,
+    only_failed: Annotated[
+        bool, typer.Option("--only-failed", help="Restart only FAILED instances.")
+    ] = False,
+    output: OutputOption = "table",
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Restart a connector and, if asked, its (failed) tasks; prints the status then."""
+    from omconnect.runtime.rest.commands import status_table
+
+    _check_output(output)
+    with _rest_client(rest_url, token, user) as client:
+        status = client.restart(name, include_tasks, only_failed)
+    if status is None:
+        typer.echo(f"{name} restarted")
+    elif output == "json":
+        _echo_json(status)
+    else:
+        typer.echo(status_table(status))
+
+
+@connectors_app.command("offsets")
+def connectors_offsets(
+    name: str,
+    rest_url: RestUrlOption = DEFAULT_REST_URL,
+    token: TokenOption = None,
+    user: UserOption = None,
+) -> None:
+    """Print a connector's committed offsets as Kafka Connect's JSON."""
+    with _rest_client(rest_url, token, user) as client:
+        _echo_json(client.offsets(name))
 
 
 def main() -> None:
