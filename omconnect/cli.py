@@ -338,12 +338,12 @@ def exit_code_for_http(status: int) -> int:
 def _rest_client(rest_url: str, token: str | None, user: str | None) -> Iterator[Any]:
     from omconnect.runtime.rest.client import RestClient, RestClientError
 
-    try:
-        with _user_errors():
+    with _user_errors():
+        try:
             yield RestClient(rest_url, token=token, basic=user)
-    except RestClientError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(exit_code_for_http(exc.status)) from None
+        except RestClientError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(exit_code_for_http(exc.status)) from None
 
 
 def _check_output(output: str) -> None:
