@@ -78,6 +78,7 @@ class FailoverRun:
     """One kill -9: how long until the killed worker's tasks ran elsewhere."""
 
     session_timeout_ms: int
+    rebalance_delay_ms: int  # scheduled.rebalance.max.delay.ms; -1: the worker's default
     moved_tasks: int
     seconds: float
     ratio_to_session_timeout: float
@@ -302,6 +303,7 @@ def _start_cluster(
     pipelines: int,
     session_timeout_ms: int,
     procs: list[subprocess.Popen[bytes]],
+    rebalance_delay_ms: int = -1,
 ) -> _Cluster:
     """Start ``workers`` worker processes and create the connectors through REST;
     returns once every task is RUNNING and, with two or more workers, spread over
@@ -319,6 +321,7 @@ def _start_cluster(
             "rest.port": str(port),
             "session.timeout.ms": str(session_timeout_ms),
             "heartbeat.interval.ms": str(max(100, session_timeout_ms // 3)),
+            "scheduled.rebalance.max.delay.ms": str(rebalance_delay_ms),
         }
         (workdir / f"worker-{k}.json").write_text(json.dumps(config))
         procs.append(_spawn(["worker", f"worker-{k}.json"], workdir, f"worker-{k}.log"))
@@ -360,13 +363,15 @@ def run_distributed(workers: int, pipelines: int, records: int, width: int) -> P
             broker.stop()
 
 
-def run_failover(pipelines: int, session_timeout_ms: int) -> FailoverRun:
+def run_failover(pipelines: int, session_timeout_ms: int, rebalance_delay_ms: int) -> FailoverRun:
     """Two workers; kill -9 the busier one; time until its tasks RUN on the other."""
     with tempfile.TemporaryDirectory(prefix="omconnect-failover-") as tmp, _processes() as procs:
         workdir = Path(tmp)
         broker = start_broker(workdir)
         try:
-            cluster = _start_cluster(workdir, broker.port, 2, pipelines, session_timeout_ms, procs)
+            cluster = _start_cluster(
+                workdir, broker.port, 2, pipelines, session_timeout_ms, procs, rebalance_delay_ms
+            )
             owners = cluster.task_owners() or {}
             counts = {w: list(owners.values()).count(w) for w in cluster.worker_ids}
             victim = max(cluster.worker_ids, key=lambda w: counts[w])
@@ -384,7 +389,11 @@ def run_failover(pipelines: int, session_timeout_ms: int) -> FailoverRun:
             _wait(moved_over, "the tasks to move", [procs[survivor]], workdir, 120)
             seconds = time.perf_counter() - killed_at
             return FailoverRun(
-                session_timeout_ms, len(moved), seconds, seconds * 1000 / session_timeout_ms
+                session_timeout_ms,
+                rebalance_delay_ms,
+                len(moved),
+                seconds,
+                seconds * 1000 / session_timeout_ms,
             )
         finally:
             for process in procs:
@@ -400,7 +409,7 @@ def format_row(run: PipelineRun | FailoverRun) -> str:
         return (
             f"{'failover':<15}{2:>8}{run.moved_tasks:>8} tasks moved in {run.seconds:7.2f} s"
             f" = {run.ratio_to_session_timeout:.2f}x session.timeout.ms"
-            f" ({run.session_timeout_ms} ms)"
+            f" ({run.session_timeout_ms} ms, rebalance delay {run.rebalance_delay_ms} ms)"
         )
     return (
         f"{run.scenario:<15}{run.workers:>8}{run.pipelines:>10}{run.records:>10}"
@@ -446,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of standalone, distributed-1, distributed-2, failover",
     )
     parser.add_argument("--session-timeout-ms", type=int, default=3000)
+    parser.add_argument(
+        "--rebalance-delay-ms",
+        type=int,
+        default=-1,
+        help="scheduled.rebalance.max.delay.ms of the workers (-1: their default)",
+    )
     args = parser.parse_args(argv)
     if args.line_bytes < 16 or args.records < 1 or args.pipelines < 1:
         parser.error("need --line-bytes >= 16, --records >= 1, --pipelines >= 1")
@@ -462,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in scenarios:
             result: PipelineRun | FailoverRun
             if scenario == "failover":
-                result = run_failover(args.pipelines, args.session_timeout_ms)
+                result = run_failover(
+                    args.pipelines, args.session_timeout_ms, args.rebalance_delay_ms
+                )
                 failovers.append(result)
             elif scenario == "standalone":
                 result = run_standalone(args.pipelines, args.records, args.line_bytes)
