@@ -534,6 +534,89 @@ def connectors_offsets(
         _echo_json(client.offsets(name))
 
 
+# -- offline connector tools: validate, plugins -------------------------------------------
+plugins_app = typer.Typer(
+    help="List and describe the installed connector plugins.", no_args_is_help=True
+)
+app.add_typer(plugins_app, name="plugins")
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Connector config: flat JSON or {name, config}.")],
+    output: OutputOption = "table",
+) -> None:
+    """Check a connector config offline (no worker needed): print each invalid key and
+    why. Exit 0 if valid, 3 if not. ${env:...} and ${file:...} resolve on this machine."""
+    from omconnect.runtime.validation import errors_of, validate_connector_config
+    from omconnect.runtime.worker_config import load_json_config
+
+    _check_output(output)
+    with _user_errors():
+        result = validate_connector_config("", load_json_config(file))
+    if output == "json":
+        _echo_json(result.as_json())
+    else:
+        for key, reason in errors_of(result):
+            typer.echo(f"{key}: {reason}")
+    if result.error_count:
+        typer.echo(f"error: {file}: {result.error_count} invalid setting(s)", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    if output != "json":
+        typer.echo(f"{file}: valid ({result.name})")
+
+
+@plugins_app.command("list")
+def plugins_list(output: OutputOption = "table") -> None:
+    """List connector plugins: class, type, version and the aliases that name them."""
+    from omconnect.connect.plugins import list_connector_plugins
+    from omconnect.runtime.rest.commands import table
+
+    _check_output(output)
+    plugins = list_connector_plugins()
+    if output == "json":
+        _echo_json(
+            [
+                {"class": p.class_name, "type": p.type, "version": p.version,
+                 "aliases": list(p.aliases)}
+                for p in plugins
+            ]
+        )  # fmt: skip
+        return
+    rows = [[p.class_name, p.type, p.version, ", ".join(p.aliases)] for p in plugins]
+    typer.echo(table([["CLASS", "TYPE", "VERSION", "ALIASES"], *rows]))
+
+
+@plugins_app.command("describe")
+def plugins_describe(
+    name: Annotated[str, typer.Argument(help="Alias or class path of the plugin.")],
+    all_keys: Annotated[
+        bool, typer.Option("--all", help="Also the runtime's common and errors.* keys.")
+    ] = False,
+    output: OutputOption = "table",
+) -> None:
+    """Each config key of a connector plugin: name, type, default, required, docs."""
+    from omconnect.runtime.rest.commands import table
+    from omconnect.runtime.validation import plugin_config_keys
+
+    _check_output(output)
+    with _user_errors():
+        try:
+            keys = plugin_config_keys(name, include_common=all_keys)
+        except ConfigError as exc:
+            raise NotFoundError(f"no connector plugin {name!r}: {exc.reason}") from None
+    if output == "json":
+        fields = ("name", "type", "required", "default_value", "documentation", "group")
+        _echo_json([{f: getattr(k, f) for f in fields} for k in keys])
+        return
+    rows = [
+        [k.name, k.type.upper(), "-" if k.default_value is None else str(k.default_value),
+         "yes" if k.required else "no", k.documentation]
+        for k in keys
+    ]  # fmt: skip
+    typer.echo(table([["NAME", "TYPE", "DEFAULT", "REQUIRED", "DOCUMENTATION"], *rows]))
+
+
 def main() -> None:
     """Entry point of the ``omconnect`` script."""
     try:
