@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rest_fakes import InMemoryHerder
+from rest_helpers import InMemoryHerder
 
 from omconnect.runtime.herder import RebalanceInProgressError
 from omconnect.runtime.rest import AuthConfig, RestServer

@@ -1,209 +1,225 @@
-"""The REST API over real HTTP on 127.0.0.1: Kafka Connect's paths, status codes and
-JSON shapes, error bodies, auth, forwarding to the leader, the OpenAPI document."""
+"""The REST API over real HTTP on 127.0.0.1, in front of a real `Standalone` worker
+running the file connectors on the in-process broker: every endpoint's status code
+and JSON shape as Kafka Connect's, error bodies (400 naming the key, 404, 409),
+secrets hidden, expand=status,info, plugins, loggers, the OpenAPI document.
+
+Error paths that a real worker reaches only with difficulty are in
+``test_rest_edges.py``."""
 
 from __future__ import annotations
 
-import base64
-import json
+import itertools
 import logging
-import socket
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from openapi_spec_validator import validate
-from rest_fakes import InMemoryHerder
+from rest_helpers import Answer, assert_error, call
 
-from omconnect.errors import AlreadyExistsError, ConfigError, NotFoundError
-from omconnect.runtime.herder import RebalanceInProgressError
-from omconnect.runtime.rest import AuthConfig, LoggerAdmin, NotLeaderError, RestServer
-from omconnect.runtime.rest.auth import parse_basic_users
-from omconnect.runtime.rest.bodies import config_patch, string_config, with_url_name
-from omconnect.runtime.rest.errors import RestError, status_for
-from omconnect.runtime.rest.forwarding import leader_url_for, may_forward
-from omconnect.runtime.rest.loggers import kafka_level_name, python_level
+from omconnect.runtime.rest import RestServer
+from omconnect.runtime.standalone import Standalone
 
-SOURCE = {"connector.class": "file-source", "file": "/tmp/in.txt", "topic": "lines"}
+T = TypeVar("T")
+_numbers = itertools.count()
+
+
+def wait_for(check: Callable[[], T], what: str, timeout_s: float = 15) -> T:
+    """The first truthy result of ``check``, polled until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 @dataclass
-class Answer:
-    status: int
-    body: Any
-    headers: dict[str, str]
+class Api:
+    """The server's URL and a folder for this test's files; `name` makes connector
+    names no other test uses (the worker is shared)."""
 
+    url: str
+    folder: Path
+    worker: Standalone
 
-def call(
-    base: str,
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> Answer:
-    """One request; the answer whatever its status, its body parsed as JSON."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            status, text, got = response.status, response.read(), response.headers
-    except urllib.error.HTTPError as error:
-        status, text, got = error.code, error.read(), error.headers
-    parsed = json.loads(text) if text else None
-    return Answer(status, parsed, {k.lower(): v for k, v in got.items()})
+    def name(self, base: str) -> str:
+        return f"{base}-{next(_numbers)}"
 
+    def source(self, name: str, **extra: str) -> dict[str, str]:
+        return {
+            "connector.class": "file-source",
+            "file": str(self.folder / f"{name}.in"),
+            "topic": f"{name}-lines",
+            "poll.interval.ms": "20",
+            **extra,
+        }
 
-def assert_error(answer: Answer, status: int, *words: str) -> None:
-    assert answer.status == status, answer
-    assert set(answer.body) == {"error_code", "message"}
-    assert answer.body["error_code"] == status
-    for word in words:
-        assert word in answer.body["message"], answer.body
+    def sink(self, name: str, topic: str, **extra: str) -> dict[str, str]:
+        return {
+            "connector.class": "file-sink",
+            "file": str(self.folder / f"{name}.out"),
+            "topics": topic,
+            **extra,
+        }
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Answer:
+        return call(self.url, method, path, body, raw=raw)
+
+    def create(self, name: str, config: dict[str, str]) -> dict[str, Any]:
+        answer = self.call("PUT", f"/connectors/{name}/config", config)
+        assert answer.status == 201, answer
+        return dict(answer.body)
+
+    def state(self, name: str) -> str:
+        return str(self.call("GET", f"/connectors/{name}/status").body["connector"]["state"])
+
+    def wait_running(self, name: str, tasks: int = 1) -> dict[str, Any]:
+        def running() -> dict[str, Any] | None:
+            body = self.call("GET", f"/connectors/{name}/status").body
+            states = [t["state"] for t in body["tasks"]]
+            ok = body["connector"]["state"] == "RUNNING" and states == ["RUNNING"] * tasks
+            return body if ok else None
+
+        return wait_for(running, f"{name} RUNNING with {tasks} tasks")
 
 
 @pytest.fixture(scope="module")
-def shared() -> Iterator[tuple[InMemoryHerder, RestServer]]:
-    """One server for the module (starting one per test costs more than the test)."""
-    herder = InMemoryHerder()
-    with RestServer(herder, port=0, cluster_id="test-cluster") as running:
-        yield herder, running
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalone, RestServer]]:
+    data = tmp_path_factory.mktemp("rest-worker")
+    worker = Standalone(
+        {
+            "data.dir": str(data),
+            "key.converter": "string",
+            "value.converter": "string",
+            "offset.flush.interval.ms": "100",
+        }
+    )
+    try:
+        with RestServer(worker, port=0, cluster_id="rest-tests") as server:
+            yield worker, server
+    finally:
+        worker.stop()
 
 
 @pytest.fixture
-def fake(shared: tuple[InMemoryHerder, RestServer]) -> InMemoryHerder:
-    """The shared server's herder, emptied for this test."""
-    herder = shared[0]
-    herder.reset()
-    return herder
+def api(served: tuple[Standalone, RestServer], tmp_path: Path) -> Iterator[Api]:
+    worker, server = served
+    yield Api(server.url, tmp_path, worker)
+    for name in worker.connectors():  # leave the shared worker empty
+        worker.delete_connector(name)
 
 
-@pytest.fixture
-def url(shared: tuple[InMemoryHerder, RestServer], fake: InMemoryHerder) -> str:
-    return shared[1].url
+# --- root, health, unknown paths ----------------------------------------------------------
 
 
-def create(url: str, name: str = "src", **extra: str) -> Answer:
-    answer = call(url, "PUT", f"/connectors/{name}/config", {**SOURCE, **extra})
-    assert answer.status in (200, 201), answer
-    return answer
-
-
-# --- root, health, server ------------------------------------------------------------
-
-
-def test_root_shows_version_commit_and_cluster_id(url: str) -> None:
-    answer = call(url, "GET", "/")
+def test_root_shows_version_commit_and_cluster_id(api: Api) -> None:
+    answer = api.call("GET", "/")
     assert answer.status == 200
     assert set(answer.body) == {"version", "commit", "kafka_cluster_id"}
-    assert answer.body["kafka_cluster_id"] == "test-cluster"
+    assert answer.body["kafka_cluster_id"] == "rest-tests"
     assert answer.body["version"] and answer.body["commit"]
 
 
-def test_health_is_healthy(url: str) -> None:
-    answer = call(url, "GET", "/health")
+def test_health_is_healthy(api: Api) -> None:
+    answer = api.call("GET", "/health")
     assert answer.status == 200
     assert answer.body["status"] == "healthy"
     assert answer.body["message"]
 
 
-def test_server_binds_loopback_on_a_free_port_and_stop_releases_it(fake: InMemoryHerder) -> None:
-    server = RestServer(fake, port=0)
-    assert server.host == "127.0.0.1"
-    server.start()
-    port = server.port
-    assert port not in (0, 8083)
-    assert call(server.url, "GET", "/health").status == 200
-    server.stop()
-    server.stop()  # twice is fine
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-        pass
+def test_unknown_path_and_method_answer_kafka_error_bodies(api: Api) -> None:
+    assert_error(api.call("GET", "/no/such/path"), 404, "404")
+    assert_error(api.call("DELETE", "/connector-plugins"), 405, "405")
 
 
-def test_unknown_path_and_method_answer_kafka_error_bodies(url: str) -> None:
-    assert_error(call(url, "GET", "/no/such/path"), 404, "404")
-    assert_error(call(url, "DELETE", "/connector-plugins"), 405, "405")
+# --- create, read, update, delete ---------------------------------------------------------
 
 
-# --- connectors: create, read, update, delete -----------------------------------------
-
-
-def test_post_creates_with_201_location_and_info(url: str, fake: InMemoryHerder) -> None:
-    answer = call(url, "POST", "/connectors", {"name": "src", "config": SOURCE})
-    assert answer.status == 201
-    assert answer.headers["location"].endswith("/connectors/src")
+def test_post_creates_with_201_location_and_info(api: Api) -> None:
+    name = api.name("post")
+    config = api.source(name)
+    answer = api.call("POST", "/connectors", {"name": name, "config": config})
+    assert answer.status == 201, answer
+    assert answer.headers["location"].endswith(f"/connectors/{name}")
     assert answer.body == {
-        "name": "src",
-        "config": {**SOURCE, "name": "src"},
-        "tasks": [{"connector": "src", "task": 0}],
+        "name": name,
+        "config": {**config, "name": name},
+        "tasks": [{"connector": name, "task": 0}],
         "type": "source",
     }
-    assert fake.configs["src"]["name"] == "src"
+    api.wait_running(name)
 
 
-def test_post_with_an_existing_name_is_409(url: str) -> None:
-    create(url)
-    answer = call(url, "POST", "/connectors", {"name": "src", "config": SOURCE})
-    assert_error(answer, 409, "src", "already exists")
+def test_post_with_an_existing_name_is_409(api: Api) -> None:
+    name = api.name("dup")
+    api.create(name, api.source(name))
+    answer = api.call("POST", "/connectors", {"name": name, "config": api.source(name)})
+    assert_error(answer, 409, name, "already exists")
 
 
-def test_post_without_name_or_with_a_mismatched_name_is_400(url: str) -> None:
-    assert_error(call(url, "POST", "/connectors", {"config": SOURCE}), 400, "name")
-    answer = call(url, "POST", "/connectors", {"name": "a", "config": {**SOURCE, "name": "b"}})
-    assert_error(answer, 400, "(b)", "(a)")
-    answer = call(url, "POST", "/connectors", {"name": "a", "config": SOURCE, "bogus": 1})
-    assert_error(answer, 400, "bogus")
+def test_post_without_name_or_with_a_mismatched_name_is_400(api: Api) -> None:
+    config = api.source("x")
+    assert_error(api.call("POST", "/connectors", {"config": config}), 400, "name")
+    body = {"name": "a", "config": {**config, "name": "b"}}
+    assert_error(api.call("POST", "/connectors", body), 400, "(b)", "(a)")
+    assert_error(api.call("POST", "/connectors", {"name": "a", "config": config, "x": 1}), 400)
+    assert api.call("GET", "/connectors").body == []
 
 
-def test_put_config_creates_201_then_replaces_200(url: str) -> None:
-    first = call(url, "PUT", "/connectors/src/config", SOURCE)
+def test_put_config_creates_201_then_replaces_200(api: Api) -> None:
+    name = api.name("put")
+    first = api.call("PUT", f"/connectors/{name}/config", api.source(name))
     assert first.status == 201
-    assert first.headers["location"].endswith("/connectors/src")
-    second = call(url, "PUT", "/connectors/src/config", {**SOURCE, "tasks.max": 2})
+    assert first.headers["location"].endswith(f"/connectors/{name}")
+    second = api.call("PUT", f"/connectors/{name}/config", {**api.source(name), "tasks.max": 2})
     assert second.status == 200
     assert second.body["config"]["tasks.max"] == "2"  # numbers are read as text
-    assert second.body["tasks"] == [
-        {"connector": "src", "task": 0},
-        {"connector": "src", "task": 1},
-    ]
+    assert second.body["name"] == name
 
 
-def test_bad_configs_are_400_naming_the_key(url: str) -> None:
+def test_bad_configs_are_400_naming_the_key(api: Api) -> None:
+    name = api.name("bad")
+    path = f"/connectors/{name}/config"
+    source = api.source(name)
+    without_file = {k: v for k, v in source.items() if k != "file"}
+    assert_error(api.call("PUT", path, without_file), 400, "file")
+    assert_error(api.call("PUT", path, {**source, "tasks.max": "0"}), 400, "tasks.max")
+    assert_error(api.call("PUT", path, {**source, "batch.size": "many"}), 400, "batch.size")
     assert_error(
-        call(url, "PUT", "/connectors/src/config", {**SOURCE, "tasks.max": "0"}), 400, "tasks.max"
+        api.call("PUT", path, {**source, "connector.class": "nope.Nope"}), 400, "connector.class"
     )
-    assert_error(
-        call(url, "PUT", "/connectors/src/config", {**SOURCE, "connector.class": "nope.Nope"}),
-        400,
-        "connector.class",
-    )
-    assert_error(call(url, "PUT", "/connectors/src/config", {**SOURCE, "file": None}), 400, "file")
-    assert_error(
-        call(url, "PUT", "/connectors/src/config", {**SOURCE, "topic": ["a"]}), 400, "topic"
-    )
-    assert_error(call(url, "PUT", "/connectors/src/config", ["not", "a", "map"]), 400)
-    assert_error(call(url, "PUT", "/connectors/src/config", raw=b"{not json"), 400)
-    answer = call(url, "PUT", "/connectors/src/config", {**SOURCE, "name": "other"})
-    assert_error(answer, 400, "(other)", "(src)")
+    assert_error(api.call("PUT", path, {**source, "topic": None}), 400, "topic")
+    assert_error(api.call("PUT", path, {**source, "topic": ["a"]}), 400, "topic")
+    assert_error(api.call("PUT", path, ["not", "a", "map"]), 400)
+    assert_error(api.call("PUT", path, raw=b"{not json"), 400)
+    assert_error(api.call("PUT", path, {**source, "name": "other"}), 400, "(other)")
+    assert_error(api.call("GET", f"/connectors/{name}"), 404)  # nothing was stored
 
 
-def test_get_connector_and_config(url: str) -> None:
-    create(url, **{"db.password": "s3cret"})
-    info = call(url, "GET", "/connectors/src")
+def test_get_connector_and_config_hide_secrets(api: Api) -> None:
+    name = api.name("secret")
+    config = api.source(name, **{"connection.password": "hunter2"})
+    api.create(name, config)
+    info = api.call("GET", f"/connectors/{name}")
     assert info.status == 200
     assert set(info.body) == {"name", "config", "tasks", "type"}
-    assert info.body["config"]["db.password"] == "[hidden]"
-    config = call(url, "GET", "/connectors/src/config")
-    assert config.status == 200
-    assert config.body == {**SOURCE, "db.password": "[hidden]", "name": "src"}
+    assert info.body["type"] == "source"
+    assert info.body["config"]["connection.password"] == "[hidden]"
+    got = api.call("GET", f"/connectors/{name}/config")
+    assert got.status == 200
+    assert got.body == {**config, "name": name, "connection.password": "[hidden]"}
+    for path in ("", "/tasks", "/status", "/config"):
+        assert "hunter2" not in str(api.call("GET", f"/connectors/{name}{path}").body)
+    assert "hunter2" not in str(api.call("GET", "/connectors?expand=info").body)
 
 
-def test_unknown_connector_is_404_everywhere(url: str) -> None:
+def test_unknown_connector_is_404_everywhere(api: Api) -> None:
     for method, path in [
         ("GET", "/connectors/nope"),
         ("DELETE", "/connectors/nope"),
@@ -221,201 +237,230 @@ def test_unknown_connector_is_404_everywhere(url: str) -> None:
         ("DELETE", "/connectors/nope/offsets"),
     ]:
         body = {"tasks.max": "1"} if method == "PATCH" else None
-        assert_error(call(url, method, path, body), 404, "nope")
+        assert_error(api.call(method, path, body), 404, "nope")
 
 
-def test_patch_config_sets_and_removes_keys(url: str) -> None:
-    create(url, **{"batch.size": "10"})
-    answer = call(url, "PATCH", "/connectors/src/config", {"tasks.max": 3, "batch.size": None})
+def test_patch_config_sets_and_removes_keys(api: Api) -> None:
+    name = api.name("patch")
+    api.create(name, api.source(name, **{"batch.size": "10"}))
+    path = f"/connectors/{name}/config"
+    answer = api.call("PATCH", path, {"tasks.max": 1, "batch.size": None, "encoding": "ascii"})
     assert answer.status == 200
-    assert answer.body["config"]["tasks.max"] == "3"
+    assert answer.body["config"]["encoding"] == "ascii"
     assert "batch.size" not in answer.body["config"]
-    assert len(answer.body["tasks"]) == 3
-    assert_error(
-        call(url, "PATCH", "/connectors/src/config", {"tasks.max": "-1"}), 400, "tasks.max"
-    )
+    assert api.call("GET", path).body["encoding"] == "ascii"
+    assert_error(api.call("PATCH", path, {"tasks.max": "-1"}), 400, "tasks.max")
 
 
-def test_delete_is_204_then_the_connector_is_gone(url: str) -> None:
-    create(url)
-    answer = call(url, "DELETE", "/connectors/src")
-    assert answer.status == 204
-    assert answer.body is None
-    assert call(url, "GET", "/connectors").body == []
-    assert_error(call(url, "GET", "/connectors/src"), 404)
-
-
-# --- listing and expand ------------------------------------------------------------------
-
-
-def test_list_plain_and_expanded(url: str) -> None:
-    create(url, "a")
-    create(url, "b")
-    assert call(url, "GET", "/connectors").body == ["a", "b"]
-    assert call(url, "GET", "/connectors/").body == ["a", "b"]  # as Kafka: no redirect
-
-    status = call(url, "GET", "/connectors?expand=status").body
-    assert set(status) == {"a", "b"}
-    assert set(status["a"]) == {"status"}
-    assert status["a"]["status"]["connector"]["state"] == "RUNNING"
-    assert set(status["a"]["status"]) == {"name", "connector", "tasks", "type"}
-
-    info = call(url, "GET", "/connectors?expand=info").body
-    assert set(info["b"]) == {"info"}
-    assert info["b"]["info"]["name"] == "b"
-
-    both = call(url, "GET", "/connectors?expand=status&expand=info").body
-    assert set(both["a"]) == {"status", "info"}
-    assert call(url, "GET", "/connectors?expand=status,info").body == both
-    assert call(url, "GET", "/connectors?expand=unknown").body == {"a": {}, "b": {}}
-
-
-def test_expanded_list_leaves_out_a_connector_deleted_meanwhile(
-    url: str, fake: InMemoryHerder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    create(url, "a")
-    create(url, "b")
-    real_status = fake.connector_status
-
-    def status_raising_for_b(name: str) -> Any:
-        if name == "b":
-            raise NotFoundError("Connector b not found")
-        return real_status(name)
-
-    monkeypatch.setattr(fake, "connector_status", status_raising_for_b)
-    assert set(call(url, "GET", "/connectors?expand=status").body) == {"a"}
-
-
-# --- status, tasks, restart, pause/resume/stop -------------------------------------------
-
-
-def test_status_tasks_and_task_status(url: str) -> None:
-    create(url, **{"tasks.max": "2"})
-    status = call(url, "GET", "/connectors/src/status")
-    assert status.status == 200
-    assert status.body == {
-        "name": "src",
-        "connector": {"state": "RUNNING", "worker_id": "127.0.0.1:8083"},
-        "tasks": [
-            {"id": 0, "state": "RUNNING", "worker_id": "127.0.0.1:8083"},
-            {"id": 1, "state": "RUNNING", "worker_id": "127.0.0.1:8083"},
-        ],
-        "type": "source",
-    }
-    tasks = call(url, "GET", "/connectors/src/tasks")
-    assert tasks.status == 200
-    assert [t["id"] for t in tasks.body] == [
-        {"connector": "src", "task": 0},
-        {"connector": "src", "task": 1},
-    ]
-    assert tasks.body[1]["config"]["task.id"] == "1"
-    task = call(url, "GET", "/connectors/src/tasks/1/status")
-    assert task.status == 200
-    assert task.body == {"id": 1, "state": "RUNNING", "worker_id": "127.0.0.1:8083"}
-    assert_error(call(url, "GET", "/connectors/src/tasks/7/status"), 404, "src-7")
-    assert_error(call(url, "GET", "/connectors/src/tasks/x/status"), 400, "task")
-
-
-def test_restart_plain_is_204_with_tasks_or_only_failed_202_with_status(
-    url: str, fake: InMemoryHerder
-) -> None:
-    create(url)
-    plain = call(url, "POST", "/connectors/src/restart")
-    assert (plain.status, plain.body) == (204, None)
-    with_tasks = call(url, "POST", "/connectors/src/restart?includeTasks=true")
-    assert with_tasks.status == 202
-    assert with_tasks.body["name"] == "src"
-    assert with_tasks.body["connector"]["state"] == "RUNNING"
-    only_failed = call(url, "POST", "/connectors/src/restart?includeTasks=true&onlyFailed=true")
-    assert only_failed.status == 202
-    assert fake.restarts == [
-        ("src", (False, False)),
-        ("src", (True, False)),
-        ("src", (True, True)),
-    ]
-
-
-def test_task_restart_is_204(url: str, fake: InMemoryHerder) -> None:
-    create(url)
-    answer = call(url, "POST", "/connectors/src/tasks/0/restart")
+def test_delete_is_204_then_the_connector_is_gone(api: Api) -> None:
+    name = api.name("delete")
+    api.create(name, api.source(name))
+    answer = api.call("DELETE", f"/connectors/{name}")
     assert (answer.status, answer.body) == (204, None)
-    assert fake.restarts == [("src", 0)]
-    assert_error(call(url, "POST", "/connectors/src/tasks/5/restart"), 404)
+    assert api.call("GET", "/connectors").body == []
+    assert_error(api.call("GET", f"/connectors/{name}"), 404)
 
 
-def test_pause_resume_202_and_stop_204(url: str) -> None:
-    create(url)
-    assert call(url, "PUT", "/connectors/src/pause").status == 202
-    assert call(url, "GET", "/connectors/src/status").body["connector"]["state"] == "PAUSED"
-    assert call(url, "PUT", "/connectors/src/resume").status == 202
-    assert call(url, "GET", "/connectors/src/status").body["connector"]["state"] == "RUNNING"
-    stopped = call(url, "PUT", "/connectors/src/stop")
-    assert (stopped.status, stopped.body) == (204, None)
-    assert call(url, "GET", "/connectors/src/status").body["connector"]["state"] == "STOPPED"
+# --- listing and expand -------------------------------------------------------------------
 
 
-# --- offsets ------------------------------------------------------------------------------
+def test_list_plain_and_expanded(api: Api) -> None:
+    a, b = api.name("list-a"), api.name("list-b")
+    api.create(a, api.source(a))
+    api.create(b, api.source(b))
+    api.wait_running(a)
+    api.wait_running(b)
+    assert api.call("GET", "/connectors").body == [a, b]
+    assert api.call("GET", "/connectors/").body == [a, b]  # as Kafka: no redirect
+
+    status = api.call("GET", "/connectors?expand=status").body
+    assert set(status) == {a, b}
+    assert set(status[a]) == {"status"}
+    assert set(status[a]["status"]) == {"name", "connector", "tasks", "type"}
+    assert status[a]["status"]["connector"]["state"] == "RUNNING"
+
+    info = api.call("GET", "/connectors?expand=info").body
+    assert set(info[b]) == {"info"}
+    assert info[b]["info"]["name"] == b
+    assert info[b]["info"]["tasks"] == [{"connector": b, "task": 0}]
+
+    both = api.call("GET", "/connectors?expand=status&expand=info").body
+    assert set(both[a]) == {"status", "info"}
+    assert api.call("GET", "/connectors?expand=status,info").body == both
+    assert api.call("GET", "/connectors?expand=unknown").body == {a: {}, b: {}}
 
 
-def test_offsets_read_alter_and_reset(url: str) -> None:
-    create(url)
-    assert call(url, "GET", "/connectors/src/offsets").body == {"offsets": []}
-    offsets = [{"partition": {"file": "/tmp/in.txt"}, "offset": {"position": 42}}]
-    assert_error(
-        call(url, "PATCH", "/connectors/src/offsets", {"offsets": offsets}), 400, "STOPPED"
+# --- a running pipeline: status, tasks, offsets -------------------------------------------
+
+
+def test_status_tasks_and_offsets_of_a_running_pipeline(api: Api) -> None:
+    source, sink = api.name("src"), api.name("sink")
+    lines = ["alpha", "beta", "gamma"]
+    (api.folder / f"{source}.in").write_text("".join(line + "\n" for line in lines))
+    api.create(source, api.source(source))
+    api.create(sink, api.sink(sink, f"{source}-lines"))
+    out = api.folder / f"{sink}.out"
+    wait_for(lambda: out.exists() and out.read_text().splitlines() == lines, "the sink file")
+
+    status = api.wait_running(source)
+    assert status["name"] == source
+    assert status["type"] == "source"
+    assert set(status["connector"]) == {"state", "worker_id"}
+    assert status["connector"]["worker_id"] == api.worker.worker_id
+    assert status["tasks"] == [{"id": 0, "state": "RUNNING", "worker_id": api.worker.worker_id}]
+    task = api.call("GET", f"/connectors/{source}/tasks/0/status")
+    assert (task.status, task.body) == (200, status["tasks"][0])
+    assert_error(api.call("GET", f"/connectors/{source}/tasks/7/status"), 404)
+    assert_error(api.call("GET", f"/connectors/{source}/tasks/x/status"), 400, "task")
+
+    tasks = api.call("GET", f"/connectors/{source}/tasks")
+    assert tasks.status == 200
+    assert [t["id"] for t in tasks.body] == [{"connector": source, "task": 0}]
+    assert tasks.body[0]["config"]["file"] == str(api.folder / f"{source}.in")
+
+    size = len("".join(line + "\n" for line in lines).encode())
+    source_offsets = wait_for(
+        lambda: api.call("GET", f"/connectors/{source}/offsets").body["offsets"],
+        "committed source offsets",
     )
-    call(url, "PUT", "/connectors/src/stop")
-    assert_error(call(url, "PATCH", "/connectors/src/offsets", {"offsets": []}), 400, "offsets")
-    assert_error(call(url, "PATCH", "/connectors/src/offsets", {}), 400, "offsets")
-    altered = call(url, "PATCH", "/connectors/src/offsets", {"offsets": offsets})
+    assert [o["offset"] for o in source_offsets] == [{"position": size}]
+    sink_offsets = wait_for(
+        lambda: api.call("GET", f"/connectors/{sink}/offsets").body["offsets"],
+        "committed sink offsets",
+    )
+    assert sink_offsets == [
+        {
+            "partition": {"kafka_topic": f"{source}-lines", "kafka_partition": 0},
+            "offset": {"kafka_offset": 3},
+        }
+    ]
+    assert api.call("GET", "/connectors?expand=status").body[sink]["status"]["type"] == "sink"
+
+
+def test_offsets_alter_and_reset_need_a_stopped_connector(api: Api) -> None:
+    name = api.name("offsets")
+    (api.folder / f"{name}.in").write_text("one\ntwo\n")
+    api.create(name, api.source(name))
+    offsets = wait_for(
+        lambda: api.call("GET", f"/connectors/{name}/offsets").body["offsets"], "offsets"
+    )
+    path = f"/connectors/{name}/offsets"
+    moved = [{"partition": offsets[0]["partition"], "offset": {"position": 4}}]
+    assert_error(api.call("PATCH", path, {"offsets": moved}), 400, "STOPPED")
+    assert_error(api.call("DELETE", path), 400, "STOPPED")
+
+    stopped = api.call("PUT", f"/connectors/{name}/stop")
+    assert (stopped.status, stopped.body) == (204, None)
+    wait_for(lambda: api.state(name) == "STOPPED", "STOPPED")
+    assert_error(api.call("PATCH", path, {"offsets": []}), 400, "offsets")
+    assert_error(api.call("PATCH", path, {}), 400, "offsets")
+    altered = api.call("PATCH", path, {"offsets": moved})
     assert altered.status == 200
     assert set(altered.body) == {"message"}
-    assert call(url, "GET", "/connectors/src/offsets").body == {"offsets": offsets}
-    reset = call(url, "DELETE", "/connectors/src/offsets")
+    assert api.call("GET", path).body == {"offsets": moved}
+    reset = api.call("DELETE", path)
     assert reset.status == 200
     assert "reset" in reset.body["message"]
-    assert call(url, "GET", "/connectors/src/offsets").body == {"offsets": []}
+    assert api.call("GET", path).body == {"offsets": []}
+
+
+# --- restart, pause, resume, stop ---------------------------------------------------------
+
+
+def test_restart_plain_is_204_with_tasks_or_only_failed_202_with_status(api: Api) -> None:
+    name = api.name("restart")
+    api.create(name, api.source(name))
+    api.wait_running(name)
+    plain = api.call("POST", f"/connectors/{name}/restart")
+    assert (plain.status, plain.body) == (204, None)
+    with_tasks = api.call("POST", f"/connectors/{name}/restart?includeTasks=true")
+    assert with_tasks.status == 202
+    assert with_tasks.body["name"] == name
+    assert set(with_tasks.body) == {"name", "connector", "tasks", "type"}
+    only_failed = api.call("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=true")
+    assert only_failed.status == 202
+    api.wait_running(name)
+    task = api.call("POST", f"/connectors/{name}/tasks/0/restart")
+    assert (task.status, task.body) == (204, None)
+    api.wait_running(name)
+
+
+def test_pause_resume_202_and_stop_204(api: Api) -> None:
+    name = api.name("states")
+    api.create(name, api.source(name))
+    api.wait_running(name)
+    paused = api.call("PUT", f"/connectors/{name}/pause")
+    assert (paused.status, paused.body) == (202, None)
+    wait_for(lambda: api.state(name) == "PAUSED", "PAUSED")
+    assert api.call("PUT", f"/connectors/{name}/resume").status == 202
+    api.wait_running(name)
+    stopped = api.call("PUT", f"/connectors/{name}/stop")
+    assert (stopped.status, stopped.body) == (204, None)
+    wait_for(lambda: api.state(name) == "STOPPED", "STOPPED")
+    assert api.call("PUT", f"/connectors/{name}/resume").status == 202
+    api.wait_running(name)
 
 
 # --- plugins ------------------------------------------------------------------------------
 
 
-def test_connector_plugins_list(url: str) -> None:
-    answer = call(url, "GET", "/connector-plugins")
+def test_connector_plugins_list(api: Api) -> None:
+    answer = api.call("GET", "/connector-plugins")
     assert answer.status == 200
     classes = {p["class"]: p for p in answer.body}
     source = classes["omconnect.connectors.file.source.FileSourceConnector"]
     assert source["type"] == "source" and source["version"]
+    assert set(source) == {"class", "type", "version"}
     assert {p["type"] for p in answer.body} == {"source", "sink"}
-    everything = call(url, "GET", "/connector-plugins?connectorsOnly=false").body
-    assert {"source", "sink", "transformation", "predicate", "converter"} == {
-        p["type"] for p in everything
-    }
+    everything = api.call("GET", "/connector-plugins?connectorsOnly=false").body
+    kinds = {p["type"] for p in everything}
+    assert kinds == {"source", "sink", "transformation", "predicate", "converter"}
     assert "omconnect.runtime.transforms.routing.RegexRouter" in {p["class"] for p in everything}
 
 
-def test_plugin_config_definition(url: str) -> None:
+def test_plugin_config_definition(api: Api) -> None:
     for name in ("file-source", "org.apache.kafka.connect.file.FileStreamSourceConnector"):
-        answer = call(url, "GET", f"/connector-plugins/{name}/config")
+        answer = api.call("GET", f"/connector-plugins/{name}/config")
         assert answer.status == 200
         keys = {k["name"]: k for k in answer.body}
         assert keys["file"]["required"] is True
         assert keys["file"]["type"] == "STRING"
-        assert set(keys["file"]) >= {"name", "type", "required", "default_value", "documentation"}
-    transform = call(url, "GET", "/connector-plugins/RegexRouter/config")
-    assert transform.status == 200 and {k["name"] for k in transform.body} >= {"regex"}
-    assert_error(call(url, "GET", "/connector-plugins/no.such.Plugin/config"), 404, "no.such")
+        assert keys["batch.size"]["type"] == "INT"
+        assert keys["batch.size"]["default_value"] == "2000"
+        assert set(keys["file"]) == {
+            "name",
+            "type",
+            "required",
+            "default_value",
+            "importance",
+            "documentation",
+            "group",
+            "order_in_group",
+            "width",
+            "display_name",
+            "dependents",
+        }
+    transform = api.call("GET", "/connector-plugins/RegexRouter/config")
+    assert transform.status == 200
+    assert {k["name"] for k in transform.body} >= {"regex", "replacement"}
+    assert_error(api.call("GET", "/connector-plugins/no.such.Plugin/config"), 404, "no.such")
 
 
-def test_validate_answers_config_infos_and_checks_the_connector_class(url: str) -> None:
-    answer = call(url, "PUT", "/connector-plugins/file-source/config/validate", SOURCE)
+def test_validate_answers_config_infos_naming_the_failing_keys(api: Api) -> None:
+    path = "/connector-plugins/file-source/config/validate"
+    answer = api.call("PUT", path, {"connector.class": "file-source", "topic": "t"})
     assert answer.status == 200
     assert set(answer.body) == {"name", "error_count", "groups", "configs"}
-    mismatch = call(
-        url,
+    assert answer.body["error_count"] >= 1
+    failing = {c["value"]["name"] for c in answer.body["configs"] if c["value"]["errors"]}
+    assert "file" in failing and "topic" not in failing
+    first = answer.body["configs"][0]
+    assert set(first) == {"definition", "value"}
+    assert set(first["value"]) == {"name", "value", "errors", "recommended_values", "visible"}
+    mismatch = api.call(
         "PUT",
         "/connector-plugins/file-sink/config/validate",
-        {**SOURCE, "connector.class": "file-source"},
+        {"connector.class": "file-source"},
     )
     assert_error(mismatch, 400, "file-source", "file-sink")
 
@@ -433,307 +478,30 @@ def scratch_logger() -> Iterator[str]:
         logger.setLevel(logging.NOTSET)
 
 
-def test_loggers_list_get_and_set(url: str, scratch_logger: str) -> None:
-    listed = call(url, "GET", "/admin/loggers")
+def test_loggers_list_get_and_set(api: Api, scratch_logger: str) -> None:
+    listed = api.call("GET", "/admin/loggers")
     assert listed.status == 200
     assert set(listed.body["root"]) == {"level", "last_modified"}
     assert listed.body[scratch_logger + ".child"] == {"level": "ERROR", "last_modified": None}
 
-    changed = call(url, "PUT", f"/admin/loggers/{scratch_logger}", {"level": "trace"})
+    changed = api.call("PUT", f"/admin/loggers/{scratch_logger}", {"level": "trace"})
     assert changed.status == 200
     assert changed.body == [scratch_logger, scratch_logger + ".child"]
     assert logging.getLogger(scratch_logger + ".child").level == 5
-    got = call(url, "GET", f"/admin/loggers/{scratch_logger}.child")
+    got = api.call("GET", f"/admin/loggers/{scratch_logger}.child")
     assert got.status == 200
     assert got.body["level"] == "TRACE"
     assert isinstance(got.body["last_modified"], int)
 
-    call(url, "PUT", f"/admin/loggers/{scratch_logger}", {"level": "WARN"})
+    api.call("PUT", f"/admin/loggers/{scratch_logger}", {"level": "WARN"})
     assert logging.getLogger(scratch_logger).level == logging.WARNING
 
 
-def test_logger_errors(url: str, scratch_logger: str) -> None:
-    assert_error(call(url, "GET", "/admin/loggers/never.created.logger"), 404, "never.created")
-    assert_error(
-        call(url, "PUT", f"/admin/loggers/{scratch_logger}", {"level": "LOUD"}), 404, "LOUD"
-    )
-    assert_error(call(url, "PUT", f"/admin/loggers/{scratch_logger}", {}), 400, "level")
-
-
-def test_level_names_map_both_ways() -> None:
-    assert [
-        python_level(n) for n in ("OFF", "FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE")
-    ] == [
-        60,
-        50,
-        40,
-        30,
-        20,
-        10,
-        5,
-    ]
-    assert python_level("warning") == python_level("Warn") == logging.WARNING
-    assert [kafka_level_name(n) for n in (60, 50, 45, 40, 30, 20, 15, 10, 5, 1)] == [
-        "OFF",
-        "FATAL",
-        "ERROR",
-        "ERROR",
-        "WARN",
-        "INFO",
-        "DEBUG",
-        "DEBUG",
-        "TRACE",
-        "TRACE",
-    ]
-    with pytest.raises(NotFoundError):
-        python_level("LOUD")
-
-
-def test_logger_admin_records_when_the_api_set_a_level(scratch_logger: str) -> None:
-    admin = LoggerAdmin(clock=lambda: 1234.5)
-    admin.set_level(scratch_logger, "DEBUG")
-    assert admin.level(scratch_logger) == {"level": "DEBUG", "last_modified": 1234500}
-    assert admin.all_levels()[scratch_logger] == {"level": "DEBUG", "last_modified": 1234500}
-
-
-# --- errors the herder raises -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("error", "status"),
-    [
-        (RebalanceInProgressError("rebalance in progress, retry"), 409),
-        (AlreadyExistsError("exists"), 409),
-        (ConfigError("some.key", "is wrong"), 400),
-        (NotFoundError("gone"), 404),
-        (RuntimeError("disk on fire"), 500),
-    ],
-)
-def test_herder_errors_become_error_bodies(
-    url: str, fake: InMemoryHerder, error: Exception, status: int
-) -> None:
-    fake.fail_with = error
-    for method, path in [("GET", "/connectors"), ("PUT", "/connectors/x/config")]:
-        answer = call(url, method, path, SOURCE if method == "PUT" else None)
-        assert_error(answer, status, str(error))
-
-
-def test_a_500_keeps_the_stack_trace_in_the_log_not_the_answer(
-    url: str, fake: InMemoryHerder, caplog: pytest.LogCaptureFixture
-) -> None:
-    fake.fail_with = RuntimeError("disk on fire")
-    with caplog.at_level(logging.ERROR, logger="omconnect.runtime.rest"):
-        answer = call(url, "GET", "/connectors")
-    assert answer.body == {"error_code": 500, "message": "disk on fire"}
-    assert any(r.exc_info and "disk on fire" in str(r.exc_info[1]) for r in caplog.records)
-
-
-def test_request_bodies_are_not_logged(url: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG):
-        create(url, **{"db.password": "hunter2-secret"})
-        call(
-            url,
-            "PUT",
-            "/connectors/src/config",
-            {**SOURCE, "tasks.max": "x", "db.password": "hunter2-secret"},
-        )
-    assert "hunter2-secret" not in caplog.text
-
-
-def test_error_status_table() -> None:
-    assert status_for(ConfigError("k", "r")) == 400
-    assert status_for(NotFoundError("x")) == 404
-    assert status_for(AlreadyExistsError("x")) == 409
-    assert status_for(RebalanceInProgressError("x")) == 409
-    assert status_for(RestError(418, "teapot")) == 418
-    assert status_for(ValueError("x")) == 500
-
-
-# --- bodies -----------------------------------------------------------------------------
-
-
-def test_config_bodies_are_string_maps() -> None:
-    assert string_config({"a": 1, "b": True, "c": "x", "d": 1.5}) == {
-        "a": "1",
-        "b": "true",
-        "c": "x",
-        "d": "1.5",
-    }
-    with pytest.raises(ConfigError, match=r"^k:"):
-        string_config({"k": None})
-    with pytest.raises(ConfigError, match=r"^k:"):
-        string_config({"k": {"nested": 1}})
-    with pytest.raises(RestError):
-        string_config([1, 2])
-    assert config_patch({"a": None, "b": 2}) == {"a": None, "b": "2"}
-    assert with_url_name("n", {"x": "1"}) == {"x": "1", "name": "n"}
-    with pytest.raises(RestError):
-        with_url_name("n", {"name": "m"})
-
-
-# --- auth ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def auth_url(fake: InMemoryHerder) -> Iterator[str]:
-    auth = AuthConfig(bearer_token="tok-123", basic_users={"alice": "pw:with:colons"})
-    with RestServer(fake, port=0, auth=auth) as running:
-        yield running.url
-
-
-def _basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-def test_auth_refuses_requests_without_valid_credentials(auth_url: str) -> None:
-    for headers in (
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": "Bearer"},
-        _basic("alice", "wrong"),
-        _basic("mallory", "pw:with:colons"),
-        {"Authorization": "Basic !!notbase64"},
-        {"Authorization": "Digest abc"},
-    ):
-        answer = call(auth_url, "GET", "/connectors", headers=headers)
-        assert_error(answer, 401)
-        assert "Bearer" in answer.headers["www-authenticate"]
-    assert_error(call(auth_url, "GET", "/openapi.json"), 401)
-
-
-def test_auth_accepts_the_token_or_a_basic_user(auth_url: str) -> None:
-    assert (
-        call(auth_url, "GET", "/connectors", headers={"Authorization": "Bearer tok-123"}).status
-        == 200
-    )
-    assert (
-        call(auth_url, "GET", "/connectors", headers=_basic("alice", "pw:with:colons")).status
-        == 200
-    )
-
-
-def test_health_needs_no_credentials(auth_url: str) -> None:
-    assert call(auth_url, "GET", "/health").status == 200
-
-
-def test_no_auth_configured_serves_everyone(url: str) -> None:
-    assert call(url, "GET", "/connectors").status == 200
-
-
-def test_auth_config_from_worker_config() -> None:
-    assert AuthConfig.from_worker_config({}) is None
-    config = AuthConfig.from_worker_config(
-        {"rest.auth.bearer.token": "t", "rest.auth.basic.users": "a:1, b:2"}
-    )
-    assert config is not None
-    assert config.bearer_token == "t"
-    assert dict(config.basic_users) == {"a": "1", "b": "2"}
-    assert "t" not in repr(config).replace("AuthConfig", "")
-    assert parse_basic_users('{"a": "x"}') == {"a": "x"}
-    with pytest.raises(ConfigError, match=r"rest\.auth\.basic\.users: entry 2"):
-        parse_basic_users("a:1,nocolon")
-    with pytest.raises(ConfigError, match=r"rest\.auth\.bearer\.token"):
-        AuthConfig(bearer_token=" ")
-
-
-# --- forwarding to the leader -------------------------------------------------------------
-
-
-@pytest.fixture
-def leader() -> Iterator[tuple[InMemoryHerder, RestServer]]:
-    herder = InMemoryHerder()
-    with RestServer(herder, port=0, auth=AuthConfig(bearer_token="tok")) as running:
-        yield herder, running
-
-
-def test_a_follower_forwards_writes_to_the_leader_and_relays_the_answer(
-    leader: tuple[InMemoryHerder, RestServer],
-) -> None:
-    leader_herder, leader_server = leader
-    follower = InMemoryHerder()
-    follower.fail_with = NotLeaderError(leader_server.url)
-    auth = {"Authorization": "Bearer tok"}
-    with RestServer(follower, port=0, auth=AuthConfig(bearer_token="tok")) as server:
-        created = call(server.url, "PUT", "/connectors/src/config", SOURCE, headers=auth)
-        assert created.status == 201
-        assert created.headers["location"].endswith("/connectors/src")
-        assert created.body["name"] == "src"
-        assert leader_herder.configs["src"]["topic"] == "lines"
-        again = call(server.url, "PUT", "/connectors/src/config", SOURCE, headers=auth)
-        assert again.status == 200
-        restarted = call(
-            server.url, "POST", "/connectors/src/restart?includeTasks=true", headers=auth
-        )
-        assert restarted.status == 202
-        assert leader_herder.restarts == [("src", (True, False))]
-        assert_error(call(server.url, "GET", "/connectors/nope", headers=auth), 404, "nope")
-        deleted = call(server.url, "DELETE", "/connectors/src", headers=auth)
-        assert (deleted.status, deleted.body) == (204, None)
-        assert leader_herder.configs == {}
-
-
-def test_a_forwarded_request_is_not_forwarded_again(
-    leader: tuple[InMemoryHerder, RestServer],
-) -> None:
-    _, leader_server = leader
-    follower = InMemoryHerder()
-    follower.fail_with = NotLeaderError(leader_server.url)
-    with RestServer(follower, port=0) as server:
-        answer = call(server.url, "PUT", "/connectors/src/config?forward=false", SOURCE)
-        assert_error(answer, 409, "rebalance")
-
-
-def test_forwarding_to_a_leader_that_also_says_not_leader_ends_in_409() -> None:
-    first, second = InMemoryHerder(), InMemoryHerder()
-    with RestServer(first, port=0) as one, RestServer(second, port=0) as two:
-        first.fail_with = NotLeaderError(two.url)
-        second.fail_with = NotLeaderError(one.url)
-        assert_error(call(one.url, "PUT", "/connectors/src/config", SOURCE), 409, "rebalance")
-
-
-def test_an_unreachable_leader_is_409(fake: InMemoryHerder) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, not listening
-        fake.fail_with = NotLeaderError(dead)
-        with RestServer(fake, port=0) as server:
-            answer = call(server.url, "PUT", "/connectors/src/config", SOURCE)
-    assert_error(answer, 409, dead)
-
-
-def test_a_custom_forwarder_gets_method_url_body_and_credentials(fake: InMemoryHerder) -> None:
-    from omconnect.runtime.rest import ForwardRequest
-    from omconnect.runtime.rest.client import HttpAnswer
-
-    seen: list[ForwardRequest] = []
-
-    def forward(request: ForwardRequest) -> HttpAnswer:
-        seen.append(request)
-        return HttpAnswer(202, b"", "application/json")
-
-    fake.fail_with = NotLeaderError("http://leader:8083/")
-    with RestServer(fake, port=0, forward=forward) as server:
-        answer = call(
-            server.url,
-            "PUT",
-            "/connectors/a%20b/pause?forward=true",
-            None,
-            {"Authorization": "Bearer x"},
-        )
-    assert answer.status == 202
-    (request,) = seen
-    assert request.method == "PUT"
-    assert request.url == "http://leader:8083/connectors/a%20b/pause?forward=false"
-    assert request.headers["authorization"] == "Bearer x"
-
-
-def test_leader_url_and_forward_flag() -> None:
-    assert leader_url_for("http://l:1/", "/connectors/x", "expand=status&forward=true") == (
-        "http://l:1/connectors/x?expand=status&forward=false"
-    )
-    assert may_forward("") and may_forward("forward=true")
-    assert not may_forward("a=1&forward=false")
+def test_logger_errors(api: Api, scratch_logger: str) -> None:
+    assert_error(api.call("GET", "/admin/loggers/never.created.logger"), 404, "never.created")
+    path = f"/admin/loggers/{scratch_logger}"
+    assert_error(api.call("PUT", path, {"level": "LOUD"}), 404, "LOUD")  # as Kafka
+    assert_error(api.call("PUT", path, {}), 400, "level")
 
 
 # --- OpenAPI ------------------------------------------------------------------------------
@@ -762,11 +530,13 @@ KAFKA_PATHS = {
 }
 
 
-def test_openapi_document_is_served_valid_and_complete(url: str) -> None:
-    answer = call(url, "GET", "/openapi.json")
+def test_openapi_document_is_served_valid_and_complete(api: Api) -> None:
+    answer = api.call("GET", "/openapi.json")
     assert answer.status == 200
     validate(answer.body)
     paths = {path: set(ops) for path, ops in answer.body["paths"].items()}
     assert paths == KAFKA_PATHS
     put_config = answer.body["paths"]["/connectors/{name}/config"]["put"]["responses"]
     assert {"200", "201", "400", "409"} <= set(put_config)
+    restart = answer.body["paths"]["/connectors/{name}/restart"]["post"]["responses"]
+    assert {"202", "204", "404"} <= set(restart)

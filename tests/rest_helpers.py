@@ -1,15 +1,21 @@
-"""`InMemoryHerder`: a small `Herder` for REST tests, mainly for error paths that a
-real worker reaches only with difficulty (a rebalance, a non-leader, a crash).
+"""Helpers of the REST tests: `call` (one HTTP request, any status) and
+`InMemoryHerder`, a small `Herder` for the error paths that a real worker reaches only
+with difficulty (a rebalance, a non-leader, a crash).
 
-It keeps configs in a dict, validates like the real herder where the REST layer
-cares (``connector.class`` known, ``tasks.max`` a positive integer, secrets shown as
-``[hidden]``) and raises ``fail_with`` from every call while that is set.
+`InMemoryHerder` keeps configs in a dict, validates like the real herder where the
+REST layer cares (``connector.class`` known, ``tasks.max`` a positive integer,
+secrets shown as ``[hidden]``) and raises ``fail_with`` from every call while that is
+set.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from omconnect.connect.plugins import load_connector_class
@@ -22,6 +28,48 @@ from omconnect.runtime.herder import (
 )
 
 WORKER = "127.0.0.1:8083"
+
+
+@dataclass
+class Answer:
+    """An HTTP answer: status, body parsed as JSON (None if empty), lower-case headers."""
+
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> Answer:
+    """One request with a JSON ``body`` (or ``raw`` bytes); the answer whatever its
+    status."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text, got = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, text, got = error.code, error.read(), error.headers
+    parsed = json.loads(text) if text else None
+    return Answer(status, parsed, {k.lower(): v for k, v in got.items()})
+
+
+def assert_error(answer: Answer, status: int, *words: str) -> None:
+    """``answer`` is Kafka's error body with ``status`` and a message holding ``words``."""
+    assert answer.status == status, answer
+    assert set(answer.body) == {"error_code", "message"}, answer.body
+    assert answer.body["error_code"] == status
+    for word in words:
+        assert word in answer.body["message"], answer.body
 
 
 class InMemoryHerder:
