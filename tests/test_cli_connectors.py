@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +187,57 @@ def test_credentials_from_options_or_environment() -> None:
 
 def test_bad_output_option_is_a_usage_error(url: str) -> None:
     assert_one_line_error(omconnect("list", "-o", "yaml", url=url), 3, "--output")
+
+
+def test_apply_and_inspect_a_real_standalone_pipeline(tmp_path: Path) -> None:
+    """The commands in front of a real worker: apply a file source and sink, see them
+    RUNNING, the lines copied and the source offset at the end of the file."""
+    from omconnect.runtime.standalone import Standalone
+
+    folder = tmp_path / "pipeline"
+    folder.mkdir()
+    (tmp_path / "in.txt").write_text("one\ntwo\n")
+    source = {
+        "connector.class": "file-source",
+        "file": str(tmp_path / "in.txt"),
+        "topic": "cli-lines",
+        "poll.interval.ms": "20",
+    }
+    sink = {
+        "connector.class": "file-sink",
+        "file": str(tmp_path / "out.txt"),
+        "topics": "cli-lines",
+    }
+    (folder / "1-source.json").write_text(json.dumps({"name": "cli-src", "config": source}))
+    (folder / "2-sink.json").write_text(json.dumps({"name": "cli-sink", **sink}))
+    worker = Standalone(
+        {
+            "data.dir": str(tmp_path / "data"),
+            "key.converter": "string",
+            "value.converter": "string",
+            "offset.flush.interval.ms": "100",
+        }
+    )
+    try:
+        with RestServer(worker, port=0) as server:
+            applied = omconnect("apply", "-f", str(folder), url=server.url)
+            assert applied.stdout.splitlines() == ["cli-src created", "cli-sink created"]
+            out = tmp_path / "out.txt"
+            deadline = time.monotonic() + 15
+            while not (out.exists() and out.read_text() == "one\ntwo\n"):
+                assert time.monotonic() < deadline, "the sink never wrote the lines"
+                time.sleep(0.05)
+            listed = omconnect("list", url=server.url).stdout.splitlines()
+            assert [line.split() for line in listed[1:]] == [
+                ["cli-sink", "sink", "RUNNING", "1/1"],
+                ["cli-src", "source", "RUNNING", "1/1"],
+            ]
+            while True:  # the source commits its offset every 100 ms
+                offsets = json.loads(omconnect("offsets", "cli-src", url=server.url).stdout)
+                if offsets["offsets"] or time.monotonic() > deadline:
+                    break
+            assert [o["offset"] for o in offsets["offsets"]] == [{"position": 8}]
+            assert omconnect("delete", "cli-sink", url=server.url).returncode == 0
+            assert worker.connectors() == ["cli-src"]
+    finally:
+        worker.stop()
