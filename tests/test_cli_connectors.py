@@ -241,3 +241,46 @@ def test_apply_and_inspect_a_real_standalone_pipeline(tmp_path: Path) -> None:
             assert worker.connectors() == ["cli-src"]
     finally:
         worker.stop()
+
+
+def test_connector_files_name_checks(tmp_path: Path) -> None:
+    from omconnect.errors import ConfigError
+    from omconnect.runtime.rest.commands import connector_from_json, load_connector_files
+
+    assert connector_from_json('{"name": " a ", "x": 1}', "f") == ("a", {"x": 1})
+    assert connector_from_json('{"name": "a", "config": {"name": "a", "x": "1"}}', "f") == (
+        "a",
+        {"x": "1"},
+    )
+    with pytest.raises(ConfigError, match="differs"):
+        connector_from_json('{"name": "a", "config": {"name": "b"}}', "f")
+    with pytest.raises(ConfigError, match="JSON object"):
+        connector_from_json("[1]", "f")
+    (tmp_path / "1.json").write_text('{"name": "same"}')
+    (tmp_path / "2.json").write_text('{"name": "same"}')
+    with pytest.raises(ConfigError, match="also defined"):
+        load_connector_files(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"no \.json"):
+        load_connector_files(empty)
+
+
+def test_status_table_shows_the_error_of_a_failed_task() -> None:
+    from omconnect.runtime.rest.commands import status_table
+
+    trace = "Traceback (most recent call last):\n  File x\nOSError: disk full"
+    status = {
+        "name": "c",
+        "type": "sink",
+        "connector": {"state": "RUNNING", "worker_id": "w1"},
+        "tasks": [
+            {"id": 0, "state": "FAILED", "worker_id": "w1", "trace": trace},
+            {"id": 1, "state": "RUNNING", "worker_id": "w2"},
+        ],
+    }
+    lines = status_table(status).splitlines()
+    assert lines[0] == "c (sink)"
+    assert lines[3].split() == ["task", "0", "FAILED", "w1"]
+    assert lines[4].strip() == "OSError: disk full"
+    assert lines[5].split() == ["task", "1", "RUNNING", "w2"]
