@@ -147,6 +147,8 @@ class DistributedHerder:
         """Leave the group gracefully: stop this worker's work (committing offsets),
         mark it left so its units move at once, wait (up to the session timeout) for
         a generation without it, then delete its keys."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
@@ -179,7 +181,9 @@ class DistributedHerder:
 
     def _relevant(self, key: str) -> bool:
         rest = key[len(self.keys.prefix) :]
-        return rest == "assignment" or rest.startswith(("configs/", "tasks/", "restarts/"))
+        return rest in ("assignment", "leader") or rest.startswith(
+            ("configs/", "tasks/", "restarts/")
+        )
 
     def _run(self) -> None:
         revision = 0
@@ -189,6 +193,8 @@ class DistributedHerder:
                 published, _ = read_published(self.access_point, self.keys)
                 if self._work is not None:
                     self._work.apply(published)
+                if self.member is not None:
+                    self.member.try_lead()
                 if not self._wake.is_set():
                     _, revision = watch_for(
                         self.access_point.backend, self.access_point.namespace,

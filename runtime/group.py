@@ -228,6 +228,19 @@ class GroupMember:
                 except OmConnectError as exc:
                     log.warning("worker %s: deleting %s: %s", self.worker_id, lease.key, exc)
 
+    def try_lead(self) -> None:
+        """Take the leader lease now if it is free (called when its key goes away,
+        so that a dead leader is replaced at once, not at the next heartbeat)."""
+        with self._lock:
+            if not self._member.held or self._leader.held or self._left:
+                return
+            if self._kv.get(self._leader.key) is not None:
+                return
+            acquired = self._leader.acquire(self._leader_value())
+        if acquired:
+            log.info("worker %s is leader: True", self.worker_id)
+            self._on_change()
+
     def _value(self) -> bytes:
         return encode_member(self.url, self._applied, self._left)
 
