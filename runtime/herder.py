@@ -128,7 +128,11 @@ class ValidationResult:
                         "default_value": d.default_value,
                         "documentation": d.documentation,
                         "group": d.group,
-                        "order": d.order,
+                        "order_in_group": d.order,
+                        "importance": "MEDIUM",
+                        "width": "NONE",
+                        "display_name": d.name,
+                        "dependents": [],
                     },
                     "value": {
                         "name": v.name,
