@@ -16,10 +16,11 @@ as written (it names where the secret lives, not the secret, as in Kafka). A
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from omconnect.access_point import MessagingAccessPoint
+from omconnect.access_point import KeyValueStore, MessagingAccessPoint
 from omconnect.connect.config import HIDDEN, describe_config, redact, split_list
 from omconnect.connect.connector import Connector, SinkConnector
 from omconnect.connect.plugins import load_connector_class
@@ -28,7 +29,7 @@ from omconnect.errors import ConfigError, NotFoundError
 from omconnect.runtime.config_providers import ResolvedConfig
 from omconnect.runtime.converters.base import converter_class
 from omconnect.runtime.herder import ConnectorStatus, TaskState
-from omconnect.runtime.stores import OffsetStore, State, StatusStore, TargetState
+from omconnect.runtime.stores import OffsetStore, State, Status, StatusStore, TargetState
 
 
 def connector_class_of(config: Mapping[str, Any]) -> type[Connector] | None:
@@ -76,11 +77,12 @@ def redact_config(
 
 
 def keep_hidden_secrets(new: Mapping[str, Any], stored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``new`` with each ``[hidden]`` value replaced by the stored value of that key,
-    if one is stored (the user sent back what a GET showed). A ``[hidden]`` for a
-    key with no stored value stays as it is, and fails validation if it must not."""
-    old = stored or {}
-    return {k: old[k] if v == HIDDEN and k in old else v for k, v in new.items()}
+    """``new`` with each ``[hidden]`` value of a key that `redact_config` hides in
+    ``stored`` replaced by the stored value (the user sent back what a GET showed).
+    Any other ``[hidden]`` stays as it is, and fails validation if it must not."""
+    old = dict(stored or {})
+    hidden = {k for k, v in redact_config(old).items() if v == HIDDEN and old[k] != HIDDEN}
+    return {k: old[k] if v == HIDDEN and k in hidden else v for k, v in new.items()}
 
 
 def with_name(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,6 +124,43 @@ def build_status(
     return ConnectorStatus(
         name, str(stored.state), stored.worker_id, connector_type(config), tasks, stored.trace
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPlan:
+    """What ``POST /connectors/{name}/restart`` restarts (Kafka's RestartPlan)."""
+
+    connector: bool
+    tasks: tuple[int, ...]
+
+
+def restart_plan(status: ConnectorStatus, include_tasks: bool, only_failed: bool) -> RestartPlan:
+    """The connector instance unless ``only_failed`` and it is not FAILED; with
+    ``include_tasks`` the tasks too, only the FAILED ones with ``only_failed``."""
+    failed = str(State.FAILED)
+    tasks = tuple(
+        t.id for t in status.tasks if include_tasks and (not only_failed or t.state == failed)
+    )
+    return RestartPlan(not only_failed or status.state == failed, tasks)
+
+
+class PauseHoldingStatusStore(StatusStore):
+    """The status store a worker writes through, so that a PAUSED target state wins
+    over task start-up. A runner reports RUNNING once its task has started, even
+    when it was paused before (a connector started paused, a task restarted
+    automatically while paused). Here a RUNNING report for which ``hold(connector,
+    task)`` returns True is dropped: ``hold`` has paused that task, which reports
+    PAUSED. ``hold`` returns False for every task it does not pause."""
+
+    def __init__(self, kv: KeyValueStore, group: str, hold: Callable[[str, int], bool]) -> None:
+        super().__init__(kv, group)
+        self._hold = hold
+
+    def put_task(self, connector: str, task: int, status: Status) -> bool:
+        """As `StatusStore.put_task`, but see the class docstring."""
+        if status.state is State.RUNNING and self._hold(connector, task):
+            return True
+        return super().put_task(connector, task, status)
 
 
 # -- offsets ------------------------------------------------------------------------

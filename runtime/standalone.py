@@ -23,16 +23,17 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omconnect.access_point import KeyValueStore, MessagingAccessPoint
+from omconnect.access_point import MessagingAccessPoint
 from omconnect.errors import ConfigError, NotFoundError
 from omconnect.runtime import herder_common as common
 from omconnect.runtime.config_providers import ConfigProvider, default_providers, resolve_config
 from omconnect.runtime.herder import ConnectorInfo, ConnectorStatus, ValidationResult
+from omconnect.runtime.metrics import MetricsServer, start_metrics_server
 from omconnect.runtime.stores import (
     ConfigStore,
     ConnectorConfigRecord,
@@ -40,7 +41,6 @@ from omconnect.runtime.stores import (
     OffsetStore,
     State,
     Status,
-    StatusStore,
     TargetState,
 )
 from omconnect.runtime.task_common import TaskId, trace_of
@@ -60,21 +60,6 @@ class _Started:
 
     resolved: dict[str, Any]
     task_configs: list[dict[str, str]]
-
-
-class _PauseHoldingStatuses(StatusStore):
-    """The status store the worker writes through. A task of a PAUSED connector that
-    reports RUNNING (it started, or was restarted automatically, while the connector
-    was paused) is paused instead, so the target state wins every race."""
-
-    def __init__(self, kv: KeyValueStore, group: str, hold: Callable[[str, int], bool]) -> None:
-        super().__init__(kv, group)
-        self._hold = hold
-
-    def put_task(self, connector: str, task: int, status: Status) -> bool:
-        if status.state is State.RUNNING and self._hold(connector, task):
-            return True  # the task was paused, which wrote PAUSED
-        return super().put_task(connector, task, status)
 
 
 class Standalone:
@@ -102,11 +87,13 @@ class Standalone:
         self._started: dict[str, _Started] = {}
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.access_point = MessagingAccessPoint.open(config.url())
+        self.metrics_server: MetricsServer | None = None
         try:
             kv, group = self.access_point.kv, config.group_id
-            statuses = _PauseHoldingStatuses(kv, group, self._hold_paused)
+            statuses = common.PauseHoldingStatusStore(kv, group, self._hold_paused)
             self.stores = ConnectStores(ConfigStore(kv, group), OffsetStore(kv, group), statuses)
             self.worker = Worker(self.worker_id, config, self.access_point, self.stores)
+            self.metrics_server = start_metrics_server(self.worker)  # metrics.port
             with self._lock:
                 for path, connector in files:
                     self._store_file_config(path, connector)
@@ -118,6 +105,9 @@ class Standalone:
 
     def stop(self) -> None:
         """Stop the connectors gracefully and close the access point."""
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
         worker = getattr(self, "worker", None)
         if worker is not None:
             worker.stop()
@@ -206,19 +196,15 @@ class Standalone:
         with self._lock:
             record = self._record(name)
             before = self.connector_status(name)
+            plan = common.restart_plan(before, include_tasks, only_failed)
             if record.target_state is TargetState.STOPPED:
                 return before
-            failed = str(State.FAILED)
-            restart_instance = not only_failed or before.state == failed
-            tasks = [t.id for t in before.tasks if not only_failed or t.state == failed]
             if name not in self._started:  # never got going: start it afresh
-                if restart_instance:
+                if plan.connector:
                     self._halt(name)
                     self._start(name)
-                return self.connector_status(name)
-            if restart_instance and self._restart_instance(record):
-                return self.connector_status(name)  # reconfigured: every task restarted
-            self._restart_tasks(name, tasks if include_tasks else [])
+            elif not (plan.connector and self._restart_instance(record)):
+                self._restart_tasks(name, plan.tasks)  # (a reconfiguration restarted all)
             return self.connector_status(name)
 
     def restart_task(self, name: str, task: int) -> None:

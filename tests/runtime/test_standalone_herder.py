@@ -12,7 +12,8 @@ import pytest
 
 from omconnect.errors import ConfigError, NotFoundError
 from omconnect.runtime.config_providers import EnvProvider, FileProvider
-from omconnect.runtime.herder import ConnectorStatus, Herder
+from omconnect.runtime.herder import ConnectorStatus, Herder, TaskState
+from omconnect.runtime.herder_common import keep_hidden_secrets, restart_plan
 from omconnect.runtime.standalone import Standalone
 
 T = TypeVar("T")
@@ -284,3 +285,28 @@ def test_secrets_are_hidden_and_never_stored_resolved(
     herder.put_connector_config("snk", herder.connector_config("snk"))
     record = herder.stores.configs.get("snk")
     assert record is not None and record.config["api.token"] == "plain-secret"
+
+
+@pytest.mark.parametrize(
+    ("connector", "include_tasks", "only_failed", "expected"),
+    [
+        ("RUNNING", False, False, (True, ())),
+        ("RUNNING", True, False, (True, (0, 1, 2))),
+        ("RUNNING", True, True, (False, (1,))),
+        ("FAILED", False, True, (True, ())),
+        ("FAILED", True, True, (True, (1,))),
+    ],
+)
+def test_restart_plan(
+    connector: str, include_tasks: bool, only_failed: bool, expected: tuple[bool, tuple[int, ...]]
+) -> None:
+    tasks = tuple(TaskState(i, s, "w") for i, s in enumerate(["RUNNING", "FAILED", "PAUSED"]))
+    status = ConnectorStatus("c", connector, "w", "sink", tasks)
+    plan = restart_plan(status, include_tasks, only_failed)
+    assert (plan.connector, plan.tasks) == expected
+
+
+def test_hidden_values_sent_back_keep_only_secrets() -> None:
+    stored = {"connector.class": "file-sink", "db.password": "pw", "file": "f"}
+    sent = {"connector.class": "file-sink", "db.password": "[hidden]", "file": "[hidden]"}
+    assert keep_hidden_secrets(sent, stored) == {**stored, "file": "[hidden]"}
