@@ -131,7 +131,7 @@ class DistributedHerder:
         )
         self._statuses.hold = self._work.hold_paused
         leader = Leader(
-            ap, self.keys, self.stores.configs, self.worker_id,
+            ap, self.keys, self.stores.configs, self._statuses, self.worker_id,
             rebalance_delay_ms(config), config.assignment_strategy,
         )  # fmt: skip
         self._leader_loop = LeaderLoop(

@@ -26,8 +26,9 @@ from omconnect.runtime.rebalance import (
     connector_units,
     decide,
     gone_incarnations,
+    parse_task_unit,
 )
-from omconnect.runtime.stores import ConfigStore
+from omconnect.runtime.stores import ConfigStore, State, Status, StatusStore
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Leader:
         access_point: MessagingAccessPoint,
         keys: GroupKeys,
         configs: ConfigStore,
+        statuses: StatusStore,
         worker_id: str,
         delay_ms: int,
         strategy: str,
@@ -56,6 +58,7 @@ class Leader:
         self._ap = access_point
         self._keys = keys
         self._configs = configs
+        self._statuses = statuses
         self._worker_id = worker_id
         self._delay_ms = delay_ms
         self._strategy = strategy
@@ -72,7 +75,7 @@ class Leader:
         (clock time) even without any change, or None."""
         members = read_members(self._ap.kv, self._keys)
         published, revision = read_published(self._ap, self._keys)
-        counts = {}
+        counts: dict[str, int] = {}
         for record in self._configs.list():
             tasks = self._configs.get_tasks(record.name)
             counts[record.name] = len(tasks.tasks) if tasks is not None else 0
@@ -95,12 +98,29 @@ class Leader:
             if self._ap.kv.compare_and_set(self._keys.assignment, data, revision) is None:
                 return now  # someone else published meanwhile: look again at once
             self.rebalances += 1
+            self._mark_unassigned(published, decision.publish, set(counts))
             log.info(
                 "published generation %d: %s",
                 decision.publish.generation,
                 {w: len(e.units) for w, e in decision.publish.workers.items()},
             )
         return decision.wake_at
+
+    def _mark_unassigned(self, old: Published, new: Published, existing: set[str]) -> None:
+        """Show the work of newly departed workers as UNASSIGNED until it runs again
+        (at this generation, so the new owner's RUNNING, later, wins)."""
+        before = set(old.reserved)
+        for reservation in new.reserved:
+            if reservation in before:
+                continue
+            status = Status(State.UNASSIGNED, reservation.worker_id, new.generation)
+            for name in reservation.units.connectors:
+                if name in existing:
+                    self._statuses.put_connector(name, status)
+            for unit in reservation.units.tasks:
+                name, number = parse_task_unit(unit)
+                if name in existing:
+                    self._statuses.put_task(name, number, status)
 
 
 class LeaderLoop:

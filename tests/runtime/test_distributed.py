@@ -235,6 +235,13 @@ def test_a_partitioned_worker_stops_its_tasks_before_others_start_them(
     cluster.links["w2"].cut = True
     cut = time.monotonic()
     fenced = wait_until(lambda: worker.tasks() == [], what="w2 fencing itself")
+
+    def shown(state: str) -> bool:
+        tasks = {f"{n}-{t.id}": t.state for n in ("src0", "src1", "sink0", "sink1")
+                 for t in cluster.admin.connector_status(n).tasks}  # fmt: skip
+        return all(tasks.get(t) == state for t in lost)
+
+    wait_until(lambda: shown("UNASSIGNED"), what="w2's tasks UNASSIGNED while they wait")
     wait_until(
         lambda: all(cluster.task_owner().get(t) == "w1" for t in lost), what="w2's tasks on w1"
     )
