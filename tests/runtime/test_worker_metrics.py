@@ -1,6 +1,7 @@
-"""Worker metrics: the file pipeline runs in-process and a real Prometheus scrapes the
-worker; the counts it stores are what the pipeline did. The pure parts (latency
-buckets, commit windows, rebalance timing) are tested with a fake clock."""
+"""Worker metrics: the file pipeline runs in-process (standalone, and distributed with
+one and two workers) and a real Prometheus scrapes the workers; the counts it stores
+are what the pipeline did. The pure parts (latency buckets, commit windows,
+rebalance timing) are tested with a fake clock."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from omconnect.message import Message
+from omconnect.runtime.distributed_main import DistributedProcess
 from omconnect.runtime.metrics import (
     LATENCY_BUCKETS_MS,
     CommitStats,
@@ -188,6 +192,51 @@ def test_converter_failures_show_in_the_dead_letter_count(
         )
     finally:
         standalone.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_distributed_workers_each_report_their_own_share(
+    tmp_path: Path, prometheus_server: StartPrometheus, workers: int
+) -> None:
+    """Summed over the workers, the counts are the pipeline's; every worker counted
+    the rebalance that gave it its tasks."""
+    ports = [free_port() for _ in range(workers)]
+    processes: list[DistributedProcess] = []
+    try:
+        for number, port in enumerate(ports):
+            config = {
+                "access.point.url": f"oms:embedded://local/dist?data_dir={tmp_path / 'data'}",
+                "worker.id": f"w{number}",
+                "rest.port": "0",
+                "metrics.port": str(port),
+                "session.timeout.ms": "1000",
+                "heartbeat.interval.ms": "200",
+                "offset.flush.interval.ms": "200",
+                "value.converter.schemas.enable": "false",
+            }
+            processes.append(DistributedProcess(config))
+        (tmp_path / "input.txt").write_text("".join(f"line {i}\n" for i in range(300)))
+        admin = processes[0].herder
+        source = {"connector.class": "file-source", "file": str(tmp_path / "input.txt")}
+        admin.put_connector_config("lines-in", {**source, "topic": "lines"})
+        sink = {"connector.class": "file-sink", "file": str(tmp_path / "output.txt")}
+        admin.put_connector_config("lines-out", {**sink, "topics": "lines"})
+        assert len(wait_for_lines(tmp_path / "output.txt", 300)) == 300
+        prometheus = prometheus_server([f"127.0.0.1:{port}" for port in ports])
+
+        def total(expr: str, expected: float) -> float:
+            return scraped(prometheus, f"sum({expr})", expected)
+
+        assert total("omconnect_connect_source_record_write_total", 300) == 300
+        assert total("omconnect_connect_sink_record_send_total", 300) == 300
+        assert total('omconnect_connect_task_count{state="RUNNING"}', 2) == 2
+        assert total('omconnect_connect_connector_count{state="RUNNING"}', 2) == 2
+        rebalanced = "count(omconnect_connect_completed_rebalances_total > 0)"
+        assert scraped(prometheus, rebalanced, workers) == workers
+        assert scraped(prometheus, "sum(omconnect_connect_rebalancing)", 0) == 0
+    finally:
+        for process in reversed(processes):
+            process.stop()
 
 
 # -- the pure parts ----------------------------------------------------------------
