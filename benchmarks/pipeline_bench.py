@@ -71,6 +71,7 @@ class PipelineRun:
     startup_seconds: float  # first process start until the warm-up went through
     missing: int
     duplicates: int
+    load_1m: float  # the machine's load average when the run ended (it is shared)
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,10 @@ def _measure(
         duplicates += len(got) - len(unique)
         missing += sum(1 for i in range(records) if line(p, i, width) not in unique)
     total = records * pipelines
+    rate = total / seconds
+    load = os.getloadavg()[0]
     return PipelineRun(
-        scenario, workers, pipelines, total, seconds, total / seconds, startup, missing, duplicates
+        scenario, workers, pipelines, total, seconds, rate, startup, missing, duplicates, load
     )
 
 
@@ -414,13 +417,13 @@ def format_row(run: PipelineRun | FailoverRun) -> str:
     return (
         f"{run.scenario:<15}{run.workers:>8}{run.pipelines:>10}{run.records:>10}"
         f"{run.seconds:>10.2f}{run.rate:>12.0f}{run.startup_seconds:>10.2f}"
-        f"{run.missing:>9}{run.duplicates:>6}"
+        f"{run.missing:>9}{run.duplicates:>6}{run.load_1m:>7.1f}"
     )
 
 
 HEADER = (
     f"{'scenario':<15}{'workers':>8}{'pipelines':>10}{'records':>10}{'seconds':>10}"
-    f"{'records/s':>12}{'startup':>10}{'missing':>9}{'dups':>6}"
+    f"{'records/s':>12}{'startup':>10}{'missing':>9}{'dups':>6}{'load':>7}"
 )
 
 
