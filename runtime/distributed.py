@@ -164,11 +164,16 @@ class DistributedHerder:
                 published, _ = read_published(self.access_point, self.keys)
             except OmConnectError:
                 break
-            if self.worker_id not in published.workers:
+            if self.worker_id not in published.workers or not self._others_alive():
                 break
             time.sleep(0.05)
         self._leader_loop.stop()
         self.member.release()
+
+    def _others_alive(self) -> bool:
+        """True if another worker is in the group to take this one's work over."""
+        members = read_members(self.access_point.kv, self.keys)
+        return any(m.worker_id != self.worker_id and not m.left for m in members.values())
 
     def _on_lost(self) -> None:
         if self._work is not None:

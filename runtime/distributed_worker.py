@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omconnect.access_point import KeyValueStore
+from omconnect.errors import OmConnectError
 from omconnect.runtime import herder_common as common
 from omconnect.runtime.assignment import WorkerAssignment
 from omconnect.runtime.config_providers import ConfigProvider, resolve_config
@@ -66,9 +67,14 @@ class _OwnedTask:
 
 
 class PauseHoldingStatuses(StatusStore):
-    """The status store the worker writes through: a task of a connector paused here
-    that reports RUNNING (it just started, or restarted itself) is paused again
-    instead, so the target state wins that race."""
+    """The status store the worker writes through.
+
+    A task of a connector paused here that reports RUNNING (it just started, or
+    restarted itself) is paused again instead, so the target state wins that race.
+    A write the store cannot take (the broker is unreachable) is logged and dropped,
+    returning False: task threads report through here, and a status must not kill
+    them; the next state change writes again.
+    """
 
     def __init__(self, kv: KeyValueStore, group: str) -> None:
         super().__init__(kv, group)
@@ -77,7 +83,18 @@ class PauseHoldingStatuses(StatusStore):
     def put_task(self, connector: str, task: int, status: Status) -> bool:
         if status.state is State.RUNNING and self.hold(connector, task):
             return True  # paused again, which wrote PAUSED
-        return super().put_task(connector, task, status)
+        try:
+            return super().put_task(connector, task, status)
+        except OmConnectError as exc:
+            log.warning("status of task %s-%d not written: %s", connector, task, exc)
+            return False
+
+    def put_connector(self, connector: str, status: Status) -> bool:
+        try:
+            return super().put_connector(connector, status)
+        except OmConnectError as exc:
+            log.warning("status of connector %s not written: %s", connector, exc)
+            return False
 
 
 class AssignedWork:
