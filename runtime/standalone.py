@@ -34,6 +34,7 @@ from omconnect.runtime import herder_common as common
 from omconnect.runtime.config_providers import ConfigProvider, default_providers, resolve_config
 from omconnect.runtime.herder import ConnectorInfo, ConnectorStatus, ValidationResult
 from omconnect.runtime.metrics import MetricsServer, start_metrics_server
+from omconnect.runtime.rest import AuthConfig, RestServer
 from omconnect.runtime.stores import (
     ConfigStore,
     ConnectorConfigRecord,
@@ -389,7 +390,22 @@ def run_standalone(worker_config: Path, connector_configs: Sequence[Path]) -> No
         signal.signal(sig, lambda *_: stop.set())
     standalone = Standalone(worker_config, connector_configs)
     try:
+        config = standalone.worker.config
+        rest = RestServer(
+            standalone,
+            config.rest_host,
+            config.rest_port,
+            auth=AuthConfig.from_worker_config(config.raw),
+            cluster_id=config.group_id,
+        )
+        rest.start()
+    except BaseException:
+        standalone.stop()
+        raise
+    log.info("REST API on %s", rest.url)
+    try:
         stop.wait()
     finally:
         log.info("stopping")
+        rest.stop()
         standalone.stop()

@@ -309,20 +309,23 @@ class Worker:
             if entry is None:
                 return
             count = entry.restarts
+            failed = entry.runner
         delay_ms = min(
             self.config.task_restart_backoff_max_ms,
             self.config.task_restart_backoff_initial_ms * 2**count,
         )
         log.info("restarting task %s in %d ms (restart %d)", task_id, delay_ms, count + 1)
-        timer = threading.Timer(delay_ms / 1000, self._restart, args=(task_id, count + 1))
+        timer = threading.Timer(delay_ms / 1000, self._restart, args=(task_id, count + 1, failed))
         timer.daemon = True
         timer.start()
 
-    def _restart(self, task_id: TaskId, restarts: int) -> None:
+    def _restart(self, task_id: TaskId, restarts: int, failed: TaskRunner) -> None:
         with self._lock:
-            entry = self._tasks.pop(task_id, None)
-            if entry is None or self._stopping.is_set():
+            entry = self._tasks.get(task_id)
+            # Gone, or restarted meanwhile by hand: this automatic restart is moot.
+            if entry is None or entry.runner is not failed or self._stopping.is_set():
                 return
+            del self._tasks[task_id]
             self._stores.statuses.put_task(
                 task_id.connector,
                 task_id.task,
