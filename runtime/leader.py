@@ -149,7 +149,8 @@ class LeaderLoop:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _relevant(self, key: str) -> bool:
         rest = key[len(self._keys.prefix) :]

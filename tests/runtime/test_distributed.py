@@ -321,6 +321,18 @@ def test_config_change_restarts_the_task_and_delete_stops_it(cluster: Cluster) -
 
 # -- three worker processes, kill -9 ------------------------------------------------------
 
+
+def test_worker_command_rejects_a_bad_config_with_exit_code_3(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text(json.dumps({"session.timeout.ms": "0"}))
+    for name in ("bad.json", "missing.json"):
+        done = subprocess.run(
+            [sys.executable, "-m", "omconnect.cli", "worker", name],
+            cwd=tmp_path, capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.decode().strip().count("\n") == 0  # one line, no traceback
+
+
 E2E_SESSION_MS, E2E_HEARTBEAT_MS = 2000, 500
 PIPELINES = 4  # 4 file sources + 4 file sinks: 8 tasks over 3 workers
 

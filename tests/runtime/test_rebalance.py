@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omconnect.errors import CorruptDataError
-from omconnect.runtime.assignment import ROUND_ROBIN, WorkerAssignment
+from omconnect.runtime.assignment import CONSISTENT_HASH, ROUND_ROBIN, WorkerAssignment
 from omconnect.runtime.distributed import restart_plan
 from omconnect.runtime.herder import ConnectorStatus, TaskState
 from omconnect.runtime.rebalance import (
@@ -65,6 +65,18 @@ def test_first_generation_spreads_connectors_and_tasks_evenly() -> None:
     assert {w: len(e.units.tasks) for w, e in new.workers.items()} == {"a": 2, "b": 2}
     assert {w: len(e.units.connectors) for w, e in new.workers.items()} == {"a": 1, "b": 1}
     assert all_units(new) == WorkerAssignment.of(["x", "y"], ["x-0", "x-1", "y-0", "y-1"])
+
+
+def test_consistent_hash_strategy_assigns_every_unit_once() -> None:
+    alive = members(("a", 1, 0), ("b", 2, 0), ("c", 3, 0))
+    units = connector_units({"x": 4, "y": 3})
+    d = decide(Published(), alive, units, {}, 0.0, DELAY_MS, "a", CONSISTENT_HASH)
+    assert d.publish is not None
+    per_worker = [e.units for e in d.publish.workers.values()]
+    assert sum(len(u.tasks) for u in per_worker) == 7
+    assert union(*per_worker) == WorkerAssignment.of(
+        ["x", "y"], [t for ts in units.values() for t in ts]
+    )
 
 
 def test_nothing_is_published_while_a_worker_has_not_acknowledged() -> None:
