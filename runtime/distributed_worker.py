@@ -121,6 +121,7 @@ class AssignedWork:
         self._paused: set[str] = set()  # connectors whose tasks are paused here
         self._fenced = threading.Event()
         self._acked = (0, -1)
+        self._incarnation = 0
         self._seen_restarts = {e.key for e in kv.list(keys.restarts)}
 
     def fence(self) -> None:
@@ -150,6 +151,7 @@ class AssignedWork:
             self._tasks.clear()
         with self._member.fence_lock:
             held, incarnation = self._member.held, self._member.incarnation
+        self._incarnation = incarnation  # what this pass may start work for
         wanted = published.entry_for(self._worker.worker_id, incarnation) if held else None
         wanted = wanted or WorkerAssignment()
         stop, _ = worker_changes(self.running(), wanted)
@@ -159,7 +161,7 @@ class AssignedWork:
             self._worker.generation = published.generation
         self._stop(stop)
         if held and self._acked != (incarnation, published.generation):
-            self._member.acknowledge(published.generation)
+            self._member.acknowledge(incarnation, published.generation)
             self._acked = (incarnation, published.generation)
         configs = {r.name: r for r in self._stores.configs.list()}
         task_records = {name: self._stores.configs.get_tasks(name) for name in configs}
@@ -219,7 +221,7 @@ class AssignedWork:
         try:
             resolved = resolve_config(own.config, self._providers)
             with self._member.fence_lock:
-                if not self._member.held:
+                if not self._member.holds(self._incarnation):
                     return
                 task_configs = self._worker.start_connector(resolved.values)
             own.started, own.failed = True, False
@@ -283,7 +285,7 @@ class AssignedWork:
             connector_config = resolve_config(record.config, self._providers).values
             task_config = resolve_config(tasks.tasks[task_id.task], self._providers).values
             with self._member.fence_lock:
-                if not self._member.held:
+                if not self._member.holds(self._incarnation):
                     return None
                 self._worker.start_task(task_id, connector_config, task_config)
         except Exception as exc:  # a bad config or a task class that does not load

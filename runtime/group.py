@@ -141,7 +141,7 @@ class GroupMember:
 
     ``on_lost`` runs on the watchdog thread, under `fence_lock`, when the member
     lease is lost (or may be): it must stop everything this worker runs. Code that
-    starts work checks `held` under `fence_lock`, so nothing starts after a fence.
+    starts work checks `holds` under `fence_lock`, so nothing starts after a fence.
     ``on_change`` is called after the membership or the leadership changed.
     """
 
@@ -185,6 +185,11 @@ class GroupMember:
         """The create revision of this worker's member key (0 while not a member)."""
         return self._member.incarnation if self._member.held else 0
 
+    def holds(self, incarnation: int) -> bool:
+        """True while the member lease of that incarnation is held. Check it under
+        `fence_lock` right before starting work planned for that incarnation."""
+        return self._member.held and self._member.incarnation == incarnation
+
     @property
     def is_leader(self) -> bool:
         return self._leader.held and self._member.held
@@ -195,11 +200,14 @@ class GroupMember:
         self._threads[0].start()
         self._threads[1].start()
 
-    def acknowledge(self, generation: int) -> None:
-        """Tell the leader this worker has carried out ``generation``."""
+    def acknowledge(self, incarnation: int, generation: int) -> None:
+        """Tell the leader this incarnation has carried out ``generation`` (nothing
+        if the lease was lost or renewed as another incarnation meanwhile)."""
         with self._lock:
+            if not self.holds(incarnation):
+                return
             self._applied = generation
-            lost = self._member.held and not self._member.renew(self._value())
+            lost = not self._member.renew(self._value())
         if lost:
             self._fence("its lease expired")
 
