@@ -268,7 +268,10 @@ class PullConsumer:
             for qp in revoked:
                 self._fetchers.pop(qp).stopped.set()
         if revoked:
-            self.commit()
+            try:
+                self.commit()
+            except OmConnectError as exc:  # not committed: the next owner redelivers
+                log.warning("commit on revoke failed for group %s: %s", self.config.group, exc)
             with self._lock:
                 for qp in revoked:
                     self._trackers.pop(qp, None)
