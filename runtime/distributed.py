@@ -66,19 +66,14 @@ def rebalance_delay_ms(config: WorkerConfig) -> int:
     return config.session_timeout_ms if delay < 0 else delay
 
 
-def restart_plan(
-    status: ConnectorStatus, include_tasks: bool, only_failed: bool
-) -> ConnectorStatus:
-    """The status a restart request answers with: what it restarts shown RESTARTING."""
-    failed, restarting = str(State.FAILED), str(State.RESTARTING)
-    connector = not only_failed or status.state == failed
+def restart_answer(status: ConnectorStatus, plan: common.RestartPlan) -> ConnectorStatus:
+    """The status a restart request answers with: what ``plan`` restarts shown as
+    RESTARTING (the workers restart them shortly after)."""
+    restarting = str(State.RESTARTING)
     tasks = tuple(
-        TaskState(t.id, restarting, t.worker_id)
-        if include_tasks and (not only_failed or t.state == failed)
-        else t
-        for t in status.tasks
+        TaskState(t.id, restarting, t.worker_id) if t.id in plan.tasks else t for t in status.tasks
     )
-    state = restarting if connector else status.state
+    state = restarting if plan.connector else status.state
     return ConnectorStatus(status.name, state, status.worker_id, status.type, tasks, status.trace)
 
 
@@ -300,17 +295,16 @@ class DistributedHerder:
         status = self.connector_status(name)
         if record.target_state is TargetState.STOPPED:
             return status
-        plan = restart_plan(status, include_tasks, only_failed)
-        tasks: list[int] | None = None if include_tasks else []
-        self._request_restart(name, plan.state == str(State.RESTARTING), tasks, only_failed)
-        return plan
+        plan = common.restart_plan(status, include_tasks, only_failed)
+        self._request_restart(name, plan.connector, list(plan.tasks))
+        return restart_answer(status, plan)
 
     def restart_task(self, name: str, task: int) -> None:
         """Ask the worker running task ``task`` to restart it."""
         self._record(name)
         if not 0 <= task < self._task_count(name):
             raise NotFoundError(f"connector {name!r} has no task {task}")
-        self._request_restart(name, False, [task], False)
+        self._request_restart(name, False, [task])
 
     def pause_connector(self, name: str) -> None:
         """Target state PAUSED: every task pauses where it runs."""
@@ -352,15 +346,9 @@ class DistributedHerder:
         tasks = self.stores.configs.get_tasks(name)
         return len(tasks.tasks) if tasks is not None else 0
 
-    def _request_restart(
-        self, name: str, connector: bool, tasks: list[int] | None, only_failed: bool
-    ) -> None:
-        request = {
-            "connector": name,
-            "restart_connector": connector,
-            "tasks": tasks,
-            "only_failed": only_failed,
-        }
+    def _request_restart(self, name: str, connector: bool, tasks: list[int]) -> None:
+        """A request the workers running the connector or those tasks carry out."""
+        request = {"connector": name, "restart_connector": connector, "tasks": tasks}
         key = f"{self.keys.restarts}{name}/{uuid.uuid4().hex}"
         self.access_point.kv.put(key, json.dumps(request).encode(), RESTART_TTL_MS)
 

@@ -41,7 +41,6 @@ from omconnect.runtime.stores import (
     ConnectStores,
     State,
     Status,
-    StatusStore,
     TargetState,
     TaskConfigsRecord,
 )
@@ -66,23 +65,18 @@ class _OwnedTask:
     paused: bool = False
 
 
-class PauseHoldingStatuses(StatusStore):
-    """The status store the worker writes through.
-
-    A task of a connector paused here that reports RUNNING (it just started, or
-    restarted itself) is paused again instead, so the target state wins that race.
-    A write the store cannot take (the broker is unreachable) is logged and dropped,
-    returning False: task threads report through here, and a status must not kill
-    them; the next state change writes again.
-    """
+class PauseHoldingStatuses(common.PauseHoldingStatusStore):
+    """The status store a distributed worker writes through: PAUSED wins over task
+    start-up (`common.PauseHoldingStatusStore`, with ``hold`` set once the worker's
+    `AssignedWork` exists), and a write the store cannot take (the broker is
+    unreachable) is logged and dropped, returning False: task threads report through
+    here, and a status must not kill them; the next state change writes again."""
 
     def __init__(self, kv: KeyValueStore, group: str) -> None:
-        super().__init__(kv, group)
+        super().__init__(kv, group, lambda connector, task: self.hold(connector, task))
         self.hold: Callable[[str, int], bool] = lambda connector, task: False
 
     def put_task(self, connector: str, task: int, status: Status) -> bool:
-        if status.state is State.RUNNING and self.hold(connector, task):
-            return True  # paused again, which wrote PAUSED
         try:
             return super().put_task(connector, task, status)
         except OmConnectError as exc:
@@ -305,27 +299,15 @@ class AssignedWork:
         for entry in fresh:
             try:
                 request = json.loads(entry.value)
-                name, only_failed = str(request["connector"]), bool(request["only_failed"])
-                tasks = request["tasks"]
+                name, tasks = str(request["connector"]), [int(t) for t in request["tasks"]]
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("ignoring restart request %s: %s", entry.key, exc)
                 continue
             if request.get("restart_connector") and name in self._connectors:
-                self._restart_connector(name, only_failed)
+                log.info("restarting connector %s on request", name)
+                if self._connectors.pop(name).started:
+                    self._worker.stop_connector(name)  # `apply` starts it again
             for unit, own in list(self._tasks.items()):
-                number = own.task_id.task
-                if own.task_id.connector != name or (tasks is not None and number not in tasks):
-                    continue
-                status = self._stores.statuses.get_task(name, number)
-                if not only_failed or (status is not None and status.state is State.FAILED):
+                if own.task_id.connector == name and own.task_id.task in tasks:
                     log.info("restarting task %s on request", own.task_id)
                     self._stop(WorkerAssignment.of(tasks=[unit]))  # `apply` starts it again
-
-    def _restart_connector(self, name: str, only_failed: bool) -> None:
-        own = self._connectors[name]
-        if only_failed and not own.failed:
-            return
-        log.info("restarting connector %s on request", name)
-        self._connectors.pop(name)
-        if own.started:
-            self._worker.stop_connector(name)  # `apply` starts it again

@@ -282,6 +282,13 @@ def test_pause_resume_stop_restart_and_offsets(cluster: Cluster) -> None:
     runner = worker.runner("src0", 0)
     admin.restart_task("src0", 0)
     wait_until(lambda: worker.runner("src0", 0) not in (None, runner), what="task restarted")
+    runner = worker.runner("src0", 0)
+    answer = admin.restart_connector("src0", include_tasks=True, only_failed=False)
+    assert [answer.state, *(t.state for t in answer.tasks)] == ["RESTARTING", "RESTARTING"]
+    wait_until(lambda: worker.runner("src0", 0) not in (None, runner), what="restarted again")
+    wait_until(lambda: states("src0") == ["RUNNING", "RUNNING"], what="running after restart")
+    answer = admin.restart_connector("src0", include_tasks=True, only_failed=True)
+    assert [answer.state, *(t.state for t in answer.tasks)] == ["RUNNING", "RUNNING"]
 
     with pytest.raises(ConfigError):
         admin.reset_connector_offsets("src0")  # only while STOPPED

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from omconnect.errors import CorruptDataError
 from omconnect.runtime.assignment import CONSISTENT_HASH, ROUND_ROBIN, WorkerAssignment
-from omconnect.runtime.distributed import restart_plan
+from omconnect.runtime.distributed import restart_answer
 from omconnect.runtime.herder import ConnectorStatus, TaskState
+from omconnect.runtime.herder_common import restart_plan
 from omconnect.runtime.rebalance import (
     Entry,
     Incarnation,
@@ -207,12 +208,14 @@ def test_restart_answer_marks_what_restarts() -> None:
         "source",
         (TaskState(0, "RUNNING", "w1"), TaskState(1, "FAILED", "w2", "trace")),
     )
-    assert restart_plan(status, False, False).state == "RESTARTING"
-    assert [t.state for t in restart_plan(status, False, False).tasks] == ["RUNNING", "FAILED"]
-    only_failed = restart_plan(status, True, True)
-    assert only_failed.state == "RUNNING"
-    assert [t.state for t in only_failed.tasks] == ["RUNNING", "RESTARTING"]
-    assert [t.state for t in restart_plan(status, True, False).tasks] == ["RESTARTING"] * 2
+
+    def answer(include_tasks: bool, only_failed: bool) -> list[str]:
+        shown = restart_answer(status, restart_plan(status, include_tasks, only_failed))
+        return [shown.state, *(t.state for t in shown.tasks)]
+
+    assert answer(False, False) == ["RESTARTING", "RUNNING", "FAILED"]
+    assert answer(True, True) == ["RUNNING", "RUNNING", "RESTARTING"]
+    assert answer(True, False) == ["RESTARTING", "RESTARTING", "RESTARTING"]
 
 
 # -- random histories ---------------------------------------------------------------------
