@@ -39,7 +39,6 @@ from omconnect.runtime.herder import (
     ConnectorStatus,
     RebalanceInProgressError,
     TaskState,
-    ValidationResult,
 )
 from omconnect.runtime.leader import Leader, LeaderLoop, read_published
 from omconnect.runtime.rebalance import parse_task_unit, union
@@ -51,7 +50,7 @@ from omconnect.runtime.stores import (
     State,
     TargetState,
 )
-from omconnect.runtime.validation import check_valid, validate_connector_config
+from omconnect.runtime.validation import check_valid
 from omconnect.runtime.worker import Worker
 from omconnect.runtime.worker_config import WorkerConfig
 
@@ -77,7 +76,7 @@ def restart_answer(status: ConnectorStatus, plan: common.RestartPlan) -> Connect
     return ConnectorStatus(status.name, state, status.worker_id, status.type, tasks, status.trace)
 
 
-class DistributedHerder:
+class DistributedHerder(common.StoredConnectorReads):
     """One worker of a distributed group and the `Herder` its REST API uses.
 
     Construct, then `start` (joins the group); `stop` leaves gracefully: its work
@@ -218,9 +217,6 @@ class DistributedHerder:
         return list(units.connectors), list(units.tasks)
 
     # -- Herder: configs -------------------------------------------------------------
-    def connectors(self) -> list[str]:
-        """Names of every connector in the group."""
-        return sorted(record.name for record in self.stores.configs.list())
 
     def connector_info(self, name: str) -> ConnectorInfo:
         """Config (secrets hidden) and task ids."""
@@ -228,10 +224,6 @@ class DistributedHerder:
         shown = common.redact_config(record.config)
         kind = common.connector_type(record.config)
         return ConnectorInfo(name, shown, tuple(range(self._task_count(name))), kind)
-
-    def connector_config(self, name: str) -> dict[str, str]:
-        """The stored config, references unresolved, secrets ``[hidden]``."""
-        return common.redact_config(self._record(name).config)
 
     def put_connector_config(
         self, name: str, config: Mapping[str, str]
@@ -266,17 +258,6 @@ class DistributedHerder:
             self.delete_connector(name)  # changed meanwhile: NotFoundError if gone
             return
         self.stores.statuses.delete(name)
-
-    def task_configs(self, name: str) -> list[dict[str, str]]:
-        """The stored task configs (references unresolved, secrets hidden)."""
-        record = self._record(name)
-        tasks = self.stores.configs.get_tasks(name)
-        stored = tasks.tasks if tasks is not None else ()
-        return [common.redact_config(task, record.config) for task in stored]
-
-    def validate_config(self, plugin: str, config: Mapping[str, str]) -> ValidationResult:
-        """Kafka's ``config/validate`` answer, with this worker's config providers."""
-        return validate_connector_config(plugin, config, self._providers)
 
     # -- Herder: states --------------------------------------------------------------
     def connector_status(self, name: str) -> ConnectorStatus:
@@ -319,10 +300,6 @@ class DistributedHerder:
         self.stores.configs.set_target_state(name, TargetState.STOPPED)
 
     # -- Herder: offsets -------------------------------------------------------------
-    def connector_offsets(self, name: str) -> list[dict[str, Any]]:
-        """Committed offsets in Kafka's shape (see `Herder.connector_offsets`)."""
-        record = self._record(name)
-        return common.read_offsets(name, record.config, self.stores.offsets, self.access_point)
 
     def alter_connector_offsets(self, name: str, offsets: list[dict[str, Any]]) -> None:
         """Set offsets; only once the connector has stopped everywhere."""
@@ -336,11 +313,6 @@ class DistributedHerder:
         common.reset_offsets(name, record.config, self.stores.offsets, self.access_point)
 
     # -- internals -------------------------------------------------------------------
-    def _record(self, name: str) -> ConnectorConfigRecord:
-        record = self.stores.configs.get(name)
-        if record is None:
-            raise NotFoundError(f"connector {name!r} does not exist")
-        return record
 
     def _task_count(self, name: str) -> int:
         tasks = self.stores.configs.get_tasks(name)

@@ -26,10 +26,19 @@ from omconnect.connect.connector import Connector, SinkConnector
 from omconnect.connect.plugins import load_connector_class
 from omconnect.connect.records import check_source_map
 from omconnect.errors import ConfigError, NotFoundError
-from omconnect.runtime.config_providers import ResolvedConfig
+from omconnect.runtime.config_providers import ConfigProvider, ResolvedConfig
 from omconnect.runtime.converters.base import converter_class
-from omconnect.runtime.herder import ConnectorStatus, TaskState
-from omconnect.runtime.stores import OffsetStore, State, Status, StatusStore, TargetState
+from omconnect.runtime.herder import ConnectorStatus, TaskState, ValidationResult
+from omconnect.runtime.stores import (
+    ConnectorConfigRecord,
+    ConnectStores,
+    OffsetStore,
+    State,
+    Status,
+    StatusStore,
+    TargetState,
+)
+from omconnect.runtime.validation import validate_connector_config
 
 
 def connector_class_of(config: Mapping[str, Any]) -> type[Connector] | None:
@@ -300,3 +309,43 @@ def _sink_entry(index: int, entry: Any) -> tuple[str, int, int | None]:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"{key}.offset.kafka_offset", "must be an integer >= 0 (or offset null)")
     return topic, number, value
+
+
+class StoredConnectorReads:
+    """The `Herder` reads that only look at the stores, shared by the standalone and
+    the distributed herder. Subclasses set ``stores``, ``access_point`` and
+    ``_providers``."""
+
+    stores: ConnectStores
+    access_point: MessagingAccessPoint
+    _providers: Mapping[str, ConfigProvider]
+
+    def connectors(self) -> list[str]:
+        """Names of every stored connector."""
+        return sorted(record.name for record in self.stores.configs.list())
+
+    def connector_config(self, name: str) -> dict[str, str]:
+        """The stored config, references unresolved, secrets ``[hidden]``."""
+        return redact_config(self._record(name).config)
+
+    def task_configs(self, name: str) -> list[dict[str, str]]:
+        """The stored task configs (references unresolved, secrets hidden)."""
+        record = self._record(name)
+        tasks = self.stores.configs.get_tasks(name)
+        stored = tasks.tasks if tasks is not None else ()
+        return [redact_config(task, record.config) for task in stored]
+
+    def validate_config(self, plugin: str, config: Mapping[str, str]) -> ValidationResult:
+        """Kafka's ``config/validate`` answer, with this worker's config providers."""
+        return validate_connector_config(plugin, config, self._providers)
+
+    def connector_offsets(self, name: str) -> list[dict[str, Any]]:
+        """Committed offsets in Kafka's shape (see `Herder.connector_offsets`)."""
+        record = self._record(name)
+        return read_offsets(name, record.config, self.stores.offsets, self.access_point)
+
+    def _record(self, name: str) -> ConnectorConfigRecord:
+        record = self.stores.configs.get(name)
+        if record is None:
+            raise NotFoundError(f"connector {name!r} does not exist")
+        return record

@@ -32,7 +32,7 @@ from omconnect.access_point import MessagingAccessPoint
 from omconnect.errors import ConfigError, NotFoundError
 from omconnect.runtime import herder_common as common
 from omconnect.runtime.config_providers import ConfigProvider, default_providers, resolve_config
-from omconnect.runtime.herder import ConnectorInfo, ConnectorStatus, ValidationResult
+from omconnect.runtime.herder import ConnectorInfo, ConnectorStatus
 from omconnect.runtime.metrics import MetricsServer, start_metrics_server
 from omconnect.runtime.rest import AuthConfig, RestServer
 from omconnect.runtime.stores import (
@@ -45,7 +45,7 @@ from omconnect.runtime.stores import (
     TargetState,
 )
 from omconnect.runtime.task_common import TaskId, trace_of
-from omconnect.runtime.validation import check_valid, validate_connector_config
+from omconnect.runtime.validation import check_valid
 from omconnect.runtime.worker import Worker
 from omconnect.runtime.worker_config import load_json_config, parse_worker_config
 
@@ -63,7 +63,7 @@ class _Started:
     task_configs: list[dict[str, str]]
 
 
-class Standalone:
+class Standalone(common.StoredConnectorReads):
     """A started standalone worker and its `Herder`; `stop` ends it. Thread-safe.
 
     ``worker_config`` is a JSON file or the map itself; ``providers`` resolve config
@@ -115,9 +115,6 @@ class Standalone:
         self.access_point.close()
 
     # -- Herder: configs -----------------------------------------------------------------
-    def connectors(self) -> list[str]:
-        """Names of every stored connector."""
-        return sorted(record.name for record in self.stores.configs.list())
 
     def connector_info(self, name: str) -> ConnectorInfo:
         """Config (secrets hidden) and task ids."""
@@ -127,10 +124,6 @@ class Standalone:
         shown = common.redact_config(record.config)
         kind = common.connector_type(record.config)
         return ConnectorInfo(name, shown, tuple(range(count)), kind)
-
-    def connector_config(self, name: str) -> dict[str, str]:
-        """The stored config, references unresolved, secrets ``[hidden]``."""
-        return common.redact_config(self._record(name).config)
 
     def put_connector_config(
         self, name: str, config: Mapping[str, str]
@@ -167,17 +160,6 @@ class Standalone:
             self.stores.configs.delete(name)
             self.stores.statuses.delete(name)
             self._targets.pop(name, None)
-
-    def task_configs(self, name: str) -> list[dict[str, str]]:
-        """The stored task configs (references unresolved, secrets hidden)."""
-        record = self._record(name)
-        tasks = self.stores.configs.get_tasks(name)
-        stored = tasks.tasks if tasks is not None else ()
-        return [common.redact_config(task, record.config) for task in stored]
-
-    def validate_config(self, plugin: str, config: Mapping[str, str]) -> ValidationResult:
-        """Kafka's ``config/validate`` answer, with this worker's config providers."""
-        return validate_connector_config(plugin, config, self._providers)
 
     # -- Herder: states --------------------------------------------------------------------
     def connector_status(self, name: str) -> ConnectorStatus:
@@ -245,10 +227,6 @@ class Standalone:
             self._start(name)  # records STOPPED and empty task configs
 
     # -- Herder: offsets -------------------------------------------------------------------
-    def connector_offsets(self, name: str) -> list[dict[str, Any]]:
-        """Committed offsets in Kafka's shape (see `Herder.connector_offsets`)."""
-        record = self._record(name)
-        return common.read_offsets(name, record.config, self.stores.offsets, self.access_point)
 
     def alter_connector_offsets(self, name: str, offsets: list[dict[str, Any]]) -> None:
         """Set offsets; `ConfigError` unless the connector is STOPPED."""
@@ -266,11 +244,6 @@ class Standalone:
             common.reset_offsets(name, record.config, self.stores.offsets, self.access_point)
 
     # -- internals -------------------------------------------------------------------------
-    def _record(self, name: str) -> ConnectorConfigRecord:
-        record = self.stores.configs.get(name)
-        if record is None:
-            raise NotFoundError(f"connector {name!r} does not exist")
-        return record
 
     def _store_file_config(self, path: Path, config: dict[str, Any]) -> None:
         name = config.get("name")
