@@ -60,9 +60,13 @@ MAX_WRITE_ATTEMPTS = 32
 
 
 def rebalance_delay_ms(config: WorkerConfig) -> int:
-    """``scheduled.rebalance.max.delay.ms``, -1 meaning the session timeout."""
+    """``scheduled.rebalance.max.delay.ms``, -1 meaning a third of the session timeout.
+
+    The delay lets a worker that restarts at once take its tasks back without a move;
+    kept short so that a dead worker's tasks run again within 2x the session
+    timeout (lease expiry + delay), where Kafka waits five minutes."""
     delay = config.scheduled_rebalance_max_delay_ms
-    return config.session_timeout_ms if delay < 0 else delay
+    return config.session_timeout_ms // 3 if delay < 0 else delay
 
 
 def restart_answer(status: ConnectorStatus, plan: common.RestartPlan) -> ConnectorStatus:

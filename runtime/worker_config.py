@@ -100,8 +100,8 @@ class WorkerConfig(PluginConfig):
         alias="scheduled.rebalance.max.delay.ms",
         ge=-1,
         description="Distributed mode: how long a departed worker's connectors and tasks "
-        "wait before moving to the others (-1: session.timeout.ms). A graceful shutdown "
-        "hands them over at once.",
+        "wait before moving to the others (-1: a third of session.timeout.ms). A graceful "
+        "shutdown hands them over at once.",
     )
     assignment_strategy: str = Field(
         "round-robin",
