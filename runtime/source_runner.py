@@ -22,6 +22,7 @@ from typing import Any
 from omconnect.connect.connector import RecordMetadata, SourceTask
 from omconnect.connect.records import SourceRecord
 from omconnect.errors import RetriableError
+from omconnect.message import Message
 from omconnect.producer import Producer, SendResult
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.error_handling import (
@@ -40,6 +41,7 @@ from omconnect.runtime.task_common import StateListener, TaskId, TopicCreator, t
 log = logging.getLogger(__name__)
 
 Transform = Callable[[SourceRecord], SourceRecord | None]
+_Outgoing = tuple[Message, SourceRecord, SubmittedRecord]
 
 
 class _Context:
@@ -167,8 +169,7 @@ class SourceTaskRunner(threading.Thread):
                 self._stopping.wait(1.0)
                 continue
             self.records_polled += len(records)
-            for record in records:
-                self._process(record)
+            self._send([self._process(record) for record in records])
             if time.monotonic() - last_commit >= self._commit_interval:
                 self._commit_offsets()
                 last_commit = time.monotonic()
@@ -181,7 +182,17 @@ class SourceTaskRunner(threading.Thread):
             raise self._send_error
         self._commit_offsets()
 
-    def _process(self, record: SourceRecord) -> None:
+    def _send(self, batch: list[_Outgoing | None]) -> None:
+        """Send a poll's converted records in one async batch (one future, one
+        callback): per-record futures cost more than the conversion itself."""
+        outgoing = [item for item in batch if item is not None]
+        if not outgoing:
+            return
+        future = self._producer.send_batch_async([message for message, _, _ in outgoing])
+        future.add_done_callback(lambda f: self._sent(f, outgoing))
+
+    def _process(self, record: SourceRecord) -> _Outgoing | None:
+        """Transform and convert one record; None if it was skipped or dropped."""
         original = OriginalRecord(topic=record.topic, partition=record.partition)
         cls = type(self.task).__name__
         transformed: Any = self._errors.execute(
@@ -190,7 +201,7 @@ class SourceTaskRunner(threading.Thread):
         handle = self._submitted.submit(record.source_partition, record.source_offset)
         if transformed is SKIPPED or transformed is None:
             self._skip(record, handle)
-            return
+            return None
         out: SourceRecord = transformed
         key = self._errors.execute(
             lambda: self._key_converter.from_connect(out.topic, out.key_schema, out.key),
@@ -206,29 +217,30 @@ class SourceTaskRunner(threading.Thread):
         )
         if key is SKIPPED or value is SKIPPED:
             self._skip(record, handle)
-            return
+            return None
         self._topics.ensure(out.topic)
-        future = self._producer.send_async(to_message(out, key, value))
-        future.add_done_callback(lambda f: self._sent(f, record, handle))
+        return to_message(out, key, value), record, handle
 
     def _skip(self, record: SourceRecord, handle: SubmittedRecord) -> None:
         handle.ack()  # nothing to wait for: its offset may be committed
         self.task.commit_record(record, None)
 
-    def _sent(self, future: Future[SendResult], record: SourceRecord, handle: Any) -> None:
-        """Runs on the producer's sender thread."""
+    def _sent(self, future: Future[list[SendResult]], outgoing: list[_Outgoing]) -> None:
+        """Runs on the producer's sender thread once the broker stored the batch."""
         error = future.exception()
         if error is not None:
             self._send_error = error
             return
-        result = future.result()
-        handle.ack()
-        self.records_written += 1
-        metadata = RecordMetadata(result.queue, result.partition, result.offset, record.timestamp)
-        try:
-            self.task.commit_record(record, metadata)
-        except Exception:
-            log.exception("commit_record of source task %s failed", self.task_id)
+        for result, (_, record, handle) in zip(future.result(), outgoing, strict=True):
+            handle.ack()
+            self.records_written += 1
+            metadata = RecordMetadata(
+                result.queue, result.partition, result.offset, record.timestamp
+            )
+            try:
+                self.task.commit_record(record, metadata)
+            except Exception:
+                log.exception("commit_record of source task %s failed", self.task_id)
 
     def _commit_offsets(self) -> None:
         offsets = self._submitted.committable()
