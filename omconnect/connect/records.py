@@ -43,19 +43,27 @@ class TopicPartition:
         return f"{self.topic}-{self.partition}"
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def check_source_map(kind: str, value: Mapping[str, Any]) -> dict[str, JsonScalar]:
     """A copy of a source partition or offset; `ConfigError` unless it is a flat map of
-    string keys to JSON scalars."""
+    string keys to JSON scalars. (Runs for every source record: exact-type checks
+    first, `isinstance` only for the rare subclass.)"""
     if not isinstance(value, Mapping):
         raise ConfigError(kind, f"must be a mapping, not {type(value).__name__}")
-    out: dict[str, JsonScalar] = {}
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise ConfigError(kind, f"keys must be strings, got {key!r}")
-        if item is not None and not isinstance(item, str | int | float | bool):
-            raise ConfigError(kind, f"{key!r} must be a JSON scalar, not {type(item).__name__}")
-        out[key] = item
+    out: dict[str, JsonScalar] = dict(value)
+    for key, item in out.items():
+        if type(key) is not str or type(item) not in _SCALAR_TYPES:
+            _check_entry(kind, key, item)
     return out
+
+
+def _check_entry(kind: str, key: object, item: object) -> None:
+    if not isinstance(key, str):
+        raise ConfigError(kind, f"keys must be strings, got {key!r}")
+    if item is not None and not isinstance(item, str | int | float | bool):
+        raise ConfigError(kind, f"{key!r} must be a JSON scalar, not {type(item).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
