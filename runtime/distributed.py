@@ -120,6 +120,7 @@ class DistributedHerder(common.StoredConnectorReads):
         """Join the group and start following the assignment."""
         config, ap = self.config, self.access_point
         self.worker = Worker(self.worker_id, config, ap, self.stores)
+        self.worker.on_reconfiguration = self._reconfigure
         self.member = GroupMember(
             ap.kv, self.keys, self.worker_id, self.url, config.session_timeout_ms,
             config.heartbeat_interval_ms, on_lost=self._on_lost, on_change=self._poke,
@@ -283,6 +284,14 @@ class DistributedHerder(common.StoredConnectorReads):
         plan = common.restart_plan(status, include_tasks, only_failed)
         self._request_restart(name, plan.connector, list(plan.tasks))
         return restart_answer(status, plan)
+
+    def _reconfigure(self, name: str) -> None:
+        """A connector asked for new task configs: restart its instance (tasks
+        restart when their configs changed)."""
+        try:
+            self.restart_connector(name, include_tasks=False, only_failed=False)
+        except Exception:
+            log.exception("task reconfiguration of %s failed", name)
 
     def restart_task(self, name: str, task: int) -> None:
         """Ask the worker running task ``task`` to restart it."""

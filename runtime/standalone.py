@@ -94,6 +94,7 @@ class Standalone(common.StoredConnectorReads):
             statuses = common.PauseHoldingStatusStore(kv, group, self._hold_paused)
             self.stores = ConnectStores(ConfigStore(kv, group), OffsetStore(kv, group), statuses)
             self.worker = Worker(self.worker_id, config, self.access_point, self.stores)
+            self.worker.on_reconfiguration = self._reconfigure
             self.metrics_server = start_metrics_server(self.worker)  # metrics.port
             with self._lock:
                 for path, connector in files:
@@ -189,6 +190,14 @@ class Standalone(common.StoredConnectorReads):
             elif not (plan.connector and self._restart_instance(record)):
                 self._restart_tasks(name, plan.tasks)  # (a reconfiguration restarted all)
             return self.connector_status(name)
+
+    def _reconfigure(self, name: str) -> None:
+        """A connector asked for new task configs: restart its instance (tasks
+        restart when their configs changed)."""
+        try:
+            self.restart_connector(name, include_tasks=False, only_failed=False)
+        except Exception:
+            log.exception("task reconfiguration of %s failed", name)
 
     def restart_task(self, name: str, task: int) -> None:
         """Restart one task with its current config."""

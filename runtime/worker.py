@@ -36,7 +36,13 @@ from omconnect.runtime.metrics import RebalanceStats
 from omconnect.runtime.sink_runner import SinkTaskRunner
 from omconnect.runtime.source_runner import SourceTaskRunner
 from omconnect.runtime.stores import ConnectStores, State, Status
-from omconnect.runtime.task_common import TaskId, TaskRunner, TopicCreator, dead_letter_sender
+from omconnect.runtime.task_common import (
+    TaskId,
+    TaskRunner,
+    TopicCreator,
+    dead_letter_sender,
+    trace_of,
+)
 from omconnect.runtime.worker_config import WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -108,6 +114,20 @@ def check_connector_config(config: Mapping[str, Any]) -> tuple[ConnectorConfig, 
     return parsed, instance
 
 
+class _ConnectorContext:
+    """The `ConnectorContext` a connector gets from the worker running it."""
+
+    def __init__(self, worker: Worker, name: str) -> None:
+        self._worker = worker
+        self._name = name
+
+    def request_task_reconfiguration(self) -> None:
+        self._worker._request_reconfiguration(self._name)
+
+    def raise_error(self, exc: Exception) -> None:
+        self._worker._connector_failed(self._name, exc)
+
+
 class Worker:
     """Runs connector instances and task runners in this process. Thread-safe.
 
@@ -137,6 +157,10 @@ class Worker:
         self._registry = SchemaRegistry(access_point.kv)  # Avro schemas, shared by tasks
         self._stopping = threading.Event()
         self.rebalances = RebalanceStats()  # the distributed herder reports to it
+        # Set by the herder: what to do when a connector asks for new task configs
+        # (both herders restart the connector instance, which restarts the tasks if
+        # their configs changed).
+        self.on_reconfiguration: Callable[[str], object] | None = None
 
     @property
     def access_point(self) -> MessagingAccessPoint:
@@ -156,6 +180,7 @@ class Worker:
         with self._lock:
             if parsed.name in self._connectors:
                 raise ConfigError("name", f"connector {parsed.name!r} is already running")
+            instance.initialize(_ConnectorContext(self, parsed.name))
             instance.start(dict(config))
             self._connectors[parsed.name] = _Connector(dict(config), parsed, instance)
             task_configs = instance.task_configs(parsed.tasks_max)
@@ -191,6 +216,22 @@ class Worker:
         """Names of the connector instances running here."""
         with self._lock:
             return sorted(self._connectors)
+
+    def _request_reconfiguration(self, name: str) -> None:
+        listener = self.on_reconfiguration
+        if listener is None:
+            log.warning("connector %s asked for task reconfiguration; nobody listens", name)
+            return
+        # Off the connector's thread: the restart stops the connector that asked.
+        threading.Thread(
+            target=listener, args=(name,), daemon=True, name=f"omconnect-reconfigure-{name}"
+        ).start()
+
+    def _connector_failed(self, name: str, error: BaseException) -> None:
+        log.error("connector %s failed: %s", name, error)
+        self._stores.statuses.put_connector(
+            name, Status(State.FAILED, self.worker_id, self.generation, trace_of(error))
+        )
 
     # -- tasks -----------------------------------------------------------------------
     def start_task(
