@@ -13,7 +13,6 @@ is retried with the same records after a backoff; anything else fails the task.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,15 +26,13 @@ from omconnect.message import Message
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.error_handling import (
     SKIPPED,
-    ErrorCounts,
     OriginalRecord,
     RetryWithToleranceOperator,
     Stage,
 )
 from omconnect.runtime.metrics import CommitStats, LatencyHistogram
 from omconnect.runtime.record_mapping import key_bytes, to_sink_record, value_bytes
-from omconnect.runtime.stores import State
-from omconnect.runtime.task_common import StateListener, TaskId, TopicCreator, trace_of
+from omconnect.runtime.task_common import StateListener, TaskId, TaskThread, TopicCreator
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,7 @@ class _Context:
         return None
 
 
-class SinkTaskRunner(threading.Thread):
+class SinkTaskRunner(TaskThread):
     """One sink task's thread; `stop` commits what was flushed and closes."""
 
     def __init__(
@@ -88,23 +85,16 @@ class SinkTaskRunner(threading.Thread):
         batch_size: int = 500,
         session_timeout_ms: int = 3000,
     ) -> None:
-        super().__init__(daemon=True, name=f"omconnect-sink-{task_id}")
-        self.task_id = task_id
-        self.task = task
-        self.config = config
+        super().__init__(task_id, task, config, errors, on_state)
         self._ap = access_point
         self._topics = tuple(topics)
         self._key_converter = key_converter
         self._value_converter = value_converter
         self._transform = transform
-        self._errors = errors
-        self._on_state = on_state
         self._commit_interval = commit_interval_ms / 1000
         self._batch_size = batch_size
         self._session_timeout_ms = session_timeout_ms
-        self._stopping = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
+        self._consumer: PullConsumer | None = None
         self.owned: set[TopicPartition] = set()
         self.paused: set[TopicPartition] = set()
         self.commit_requested = False
@@ -116,66 +106,39 @@ class SinkTaskRunner(threading.Thread):
         self.commit_stats = CommitStats()
         self.latency = LatencyHistogram()
 
-    # -- metrics (read from any thread) ----------------------------------------------
-    @property
-    def error_counts(self) -> ErrorCounts:
-        """The task's error handling counts (Kafka's task-error-metrics)."""
-        return self._errors.counts
+    kind = "sink"
 
     def active_records(self) -> int:
         """Records read whose offsets are not committed yet."""
         return self._active
 
-    def stop(self) -> None:
-        """Ask the task to finish; `join` waits for it."""
-        self._stopping.set()
-        self._running.set()
-        self._errors.stop()
+    def _prepare(self) -> None:
+        creator = TopicCreator(self._ap)  # like Kafka's auto.create.topics.enable
+        for topic in self._topics:
+            creator.ensure(topic)
+        self._consumer = self._ap.create_pull_consumer(
+            f"connect-{self.task_id.connector}",
+            self._topics,
+            start_from="earliest",
+            ack_timeout_ms=0,
+            session_timeout_ms=self._session_timeout_ms,
+            fetch_max_messages=self._batch_size,
+        )
 
-    def pause(self) -> None:
-        """Stop consuming until `resume` (partitions stay owned)."""
-        self._running.clear()
-        self._on_state(self.task_id, State.PAUSED, "")
+    def _context(self) -> _Context:
+        return _Context(self)
 
-    def resume(self) -> None:
-        """Consume again after `pause`."""
-        self._running.set()
-        self._on_state(self.task_id, State.RUNNING, "")
+    def _work(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("sink task worked before it was prepared")
+        self._loop(consumer)
+        self._commit(consumer)
+        self._close_partitions(list(self.owned))
 
-    def run(self) -> None:
-        consumer: PullConsumer | None = None
-        started = False
-        try:
-            creator = TopicCreator(self._ap)  # like Kafka's auto.create.topics.enable
-            for topic in self._topics:
-                creator.ensure(topic)
-            consumer = self._ap.create_pull_consumer(
-                f"connect-{self.task_id.connector}",
-                self._topics,
-                start_from="earliest",
-                ack_timeout_ms=0,
-                session_timeout_ms=self._session_timeout_ms,
-                fetch_max_messages=self._batch_size,
-            )
-            self.task.initialize(_Context(self))
-            self.task.start(self.config)
-            started = True
-            self._on_state(self.task_id, State.RUNNING, "")
-            self._loop(consumer)
-            self._commit(consumer)
-            self._close_partitions(list(self.owned))
-            self._on_state(self.task_id, State.UNASSIGNED, "")
-        except BaseException as exc:
-            log.error("sink task %s failed: %s", self.task_id, exc)
-            self._on_state(self.task_id, State.FAILED, trace_of(exc))
-        finally:
-            if started:
-                try:
-                    self.task.stop()
-                except Exception:
-                    log.exception("stopping sink task %s failed", self.task_id)
-            if consumer is not None:
-                consumer.close()
+    def _release(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
 
     def _loop(self, consumer: PullConsumer) -> None:
         last_commit = time.monotonic()

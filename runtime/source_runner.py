@@ -13,7 +13,6 @@ sends it again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -27,7 +26,6 @@ from omconnect.producer import Producer, SendResult
 from omconnect.runtime.converters.base import Converter
 from omconnect.runtime.error_handling import (
     SKIPPED,
-    ErrorCounts,
     OriginalRecord,
     RetryWithToleranceOperator,
     Stage,
@@ -35,8 +33,8 @@ from omconnect.runtime.error_handling import (
 from omconnect.runtime.metrics import CommitStats
 from omconnect.runtime.record_mapping import to_message
 from omconnect.runtime.source_offsets import SubmittedRecord, SubmittedRecords
-from omconnect.runtime.stores import OffsetStore, State, StoredOffsetReader
-from omconnect.runtime.task_common import StateListener, TaskId, TopicCreator, trace_of
+from omconnect.runtime.stores import OffsetStore, StoredOffsetReader
+from omconnect.runtime.task_common import StateListener, TaskId, TaskThread, TopicCreator
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class _Context:
         return self._reader
 
 
-class SourceTaskRunner(threading.Thread):
+class SourceTaskRunner(TaskThread):
     """One source task's thread. `stop` asks it to finish: no new poll, in-flight
     records awaited (up to the graceful timeout), offsets committed, task stopped."""
 
@@ -81,78 +79,34 @@ class SourceTaskRunner(threading.Thread):
         commit_interval_ms: int = 1000,
         graceful_timeout_ms: int = 5000,
     ) -> None:
-        super().__init__(daemon=True, name=f"omconnect-source-{task_id}")
-        self.task_id = task_id
-        self.task = task
-        self.config = config
+        super().__init__(task_id, task, config, errors, on_state)
         self._producer = producer
         self._offsets = offsets
         self._topics = topics
         self._key_converter = key_converter
         self._value_converter = value_converter
         self._transform = transform
-        self._errors = errors
-        self._on_state = on_state
         self._commit_interval = commit_interval_ms / 1000
         self._graceful_timeout = graceful_timeout_ms / 1000
         self._submitted = SubmittedRecords()
-        self._stopping = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
         self._send_error: BaseException | None = None
         self.records_polled = 0
         self.records_written = 0
         self.commit_stats = CommitStats()
 
-    # -- metrics (read from any thread) ----------------------------------------------
-    @property
-    def error_counts(self) -> ErrorCounts:
-        """The task's error handling counts (Kafka's task-error-metrics)."""
-        return self._errors.counts
+    kind = "source"
 
     def active_records(self) -> int:
         """Records sent and not acknowledged by the broker yet."""
         return self._submitted.pending
 
-    # -- control (any thread) ------------------------------------------------------
-    def stop(self) -> None:
-        """Ask the task to finish; `join` waits for it."""
-        self._stopping.set()
-        self._running.set()
-        self._errors.stop()
-
-    def pause(self) -> None:
-        """Stop polling until `resume` (in-flight records still complete)."""
-        self._running.clear()
-        self._on_state(self.task_id, State.PAUSED, "")
-
-    def resume(self) -> None:
-        """Poll again after `pause`."""
-        self._running.set()
-        self._on_state(self.task_id, State.RUNNING, "")
-
     # -- the task thread -------------------------------------------------------------
-    def run(self) -> None:
-        started = False
-        try:
-            self.task.initialize(
-                _Context(self.config, self._offsets.reader(self.task_id.connector))
-            )
-            self.task.start(self.config)
-            started = True
-            self._on_state(self.task_id, State.RUNNING, "")
-            self._loop()
-            self._finish()
-            self._on_state(self.task_id, State.UNASSIGNED, "")
-        except BaseException as exc:
-            log.error("source task %s failed: %s", self.task_id, exc)
-            self._on_state(self.task_id, State.FAILED, trace_of(exc))
-        finally:
-            if started:
-                try:
-                    self.task.stop()
-                except Exception:
-                    log.exception("stopping source task %s failed", self.task_id)
+    def _context(self) -> _Context:
+        return _Context(self.config, self._offsets.reader(self.task_id.connector))
+
+    def _work(self) -> None:
+        self._loop()
+        self._finish()
 
     def _loop(self) -> None:
         last_commit = time.monotonic()

@@ -3,17 +3,20 @@ dead-letter sending and the conversion of failures into a status trace."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from omconnect.access_point import MessagingAccessPoint
 from omconnect.errors import NotFoundError
 from omconnect.message import Message
-from omconnect.runtime.error_handling import DeadLetter
+from omconnect.runtime.error_handling import DeadLetter, ErrorCounts, RetryWithToleranceOperator
 from omconnect.runtime.stores import State
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -88,3 +91,86 @@ class TaskRunner(Protocol):
     def resume(self) -> None: ...
     def join(self, timeout: float | None = None) -> None: ...
     def is_alive(self) -> bool: ...
+
+
+class TaskThread(threading.Thread):
+    """What source and sink runners share: the stop/pause/resume controls, the
+    state reports, and the task's lifecycle (`run`): prepare, initialize, start,
+    RUNNING, work, UNASSIGNED — or FAILED with the trace — then always stop the task
+    if it started, and release. Subclasses provide the four hooks."""
+
+    kind = "task"
+
+    def __init__(
+        self,
+        task_id: TaskId,
+        task: Any,
+        config: Mapping[str, str],
+        errors: RetryWithToleranceOperator,
+        on_state: StateListener,
+    ) -> None:
+        super().__init__(daemon=True, name=f"omconnect-{self.kind}-{task_id}")
+        self.task_id = task_id
+        self.task = task
+        self.config = config
+        self._errors = errors
+        self._on_state = on_state
+        self._stopping = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    @property
+    def error_counts(self) -> ErrorCounts:
+        """The task's error handling counts (Kafka's task-error-metrics)."""
+        return self._errors.counts
+
+    def stop(self) -> None:
+        """Ask the task to finish; `join` waits for it."""
+        self._stopping.set()
+        self._running.set()
+        self._errors.stop()
+
+    def pause(self) -> None:
+        """Stop taking new records until `resume` (in-flight ones still complete)."""
+        self._running.clear()
+        self._on_state(self.task_id, State.PAUSED, "")
+
+    def resume(self) -> None:
+        """Continue after `pause`."""
+        self._running.set()
+        self._on_state(self.task_id, State.RUNNING, "")
+
+    def run(self) -> None:
+        started = False
+        try:
+            self._prepare()
+            self.task.initialize(self._context())
+            self.task.start(self.config)
+            started = True
+            self._on_state(self.task_id, State.RUNNING, "")
+            self._work()
+            self._on_state(self.task_id, State.UNASSIGNED, "")
+        except BaseException as exc:
+            log.error("%s task %s failed: %s", self.kind, self.task_id, exc)
+            self._on_state(self.task_id, State.FAILED, trace_of(exc))
+        finally:
+            if started:
+                try:
+                    self.task.stop()
+                except Exception:
+                    log.exception("stopping %s task %s failed", self.kind, self.task_id)
+            self._release()
+
+    def _prepare(self) -> None:
+        """Before the task starts (task thread)."""
+
+    def _context(self) -> Any:
+        """The context handed to ``task.initialize``."""
+        raise NotImplementedError
+
+    def _work(self) -> None:
+        """Move records until stopped, then finish cleanly (task thread)."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Always, last (task thread)."""
