@@ -29,7 +29,7 @@ import msgpack
 
 from omconnect.broker.api import StoredMessage
 from omconnect.broker.metadata import SCHEDULE_OP_QUEUE_ID, SCHEDULE_QUEUE_ID, QueueMeta
-from omconnect.broker.offsets import OffsetStore, ProgressTracker
+from omconnect.broker.offsets import OffsetStore, ProgressTracker, SavedProgress
 from omconnect.errors import CorruptDataError
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,6 @@ class DelayedDelivery:
         on_delivered: Callable[[QueueMeta, list[bytes]], None] = lambda meta, payloads: None,
     ) -> None:
         self._store = store
-        self._offsets = offsets
         self._lookup = lookup
         self._append_lock = append_lock
         self._on_delivered = on_delivered
@@ -247,12 +246,11 @@ class DelayedDelivery:
         self.changed = threading.Condition(self._lock)  # notified when the heap grows
         self._heap = DueHeap()
         self._tracker = ProgressTracker()
-        self._saved = (-1, -1)
+        self._progress = SavedProgress(offsets, PROGRESS_KEY)
         self._recover()
 
     def _recover(self) -> None:
-        saved = self._offsets.committed(*PROGRESS_KEY)
-        schedule_start, op_start = saved.get(0, 0), saved.get(1, 0)
+        schedule_start, op_start = self._progress.load()
         self._tracker = ProgressTracker(schedule_start, op_start)
         settled: set[int] = set()
         for stored in scan(self._store, SCHEDULE_OP_QUEUE_ID, op_start):
@@ -340,11 +338,7 @@ class DelayedDelivery:
         whether it moved since the last call."""
         with self._lock:
             checkpoint = self._tracker.checkpoint()
-            if checkpoint == self._saved:
-                return False
-            self._saved = checkpoint
-        self._offsets.commit(*PROGRESS_KEY, {0: checkpoint[0], 1: checkpoint[1]})
-        return True
+        return self._progress.save(checkpoint)
 
     def run(self, stop: threading.Event, clock: Callable[[], int], tick_ms: int) -> None:
         """Deliver due messages until ``stop`` is set, sleeping until the next is due

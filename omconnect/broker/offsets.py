@@ -225,3 +225,29 @@ class ProgressTracker:
             ops.popleft()
         op = ops[0][0] if ops else self._op_end
         return source, op
+
+
+class SavedProgress:
+    """A relay's restart point — a `ProgressTracker` checkpoint of (source queue,
+    op queue) — kept in the offset store under ``key`` as partitions 0 and 1, and
+    persisted with it. Thread-safe."""
+
+    def __init__(self, offsets: OffsetStore, key: tuple[str, str, str]) -> None:
+        self._offsets = offsets
+        self._key = key
+        self._lock = threading.Lock()
+        self._saved = (-1, -1)
+
+    def load(self) -> tuple[int, int]:
+        """The saved (source start, op start); (0, 0) if nothing was saved."""
+        saved = self._offsets.committed(*self._key)
+        return saved.get(0, 0), saved.get(1, 0)
+
+    def save(self, checkpoint: tuple[int, int]) -> bool:
+        """Record ``checkpoint``; return whether it moved since the last call."""
+        with self._lock:
+            if checkpoint == self._saved:
+                return False
+            self._saved = checkpoint
+        self._offsets.commit(*self._key, {0: checkpoint[0], 1: checkpoint[1]})
+        return True

@@ -35,7 +35,7 @@ from omconnect.broker.delay import (
     scan,
 )
 from omconnect.broker.metadata import TRANS_HALF_QUEUE_ID, TRANS_OP_QUEUE_ID, QueueMeta
-from omconnect.broker.offsets import OffsetStore, ProgressTracker
+from omconnect.broker.offsets import OffsetStore, ProgressTracker, SavedProgress
 from omconnect.errors import CorruptDataError
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,6 @@ class TransactionLog:
         on_committed: Callable[[QueueMeta, list[bytes]], None] = lambda meta, payloads: None,
     ) -> None:
         self._store = store
-        self._offsets = offsets
         self._lookup = lookup
         self._append_lock = append_lock
         self._interval = check_interval_ms
@@ -207,12 +206,11 @@ class TransactionLog:
         self._lock = threading.Lock()
         self._pending = PendingTransactions()
         self._tracker = ProgressTracker()
-        self._saved = (-1, -1)
+        self._progress = SavedProgress(offsets, PROGRESS_KEY)
         self._recover()
 
     def _recover(self) -> None:
-        saved = self._offsets.committed(*PROGRESS_KEY)
-        half_start, op_start = saved.get(0, 0), saved.get(1, 0)
+        half_start, op_start = self._progress.load()
         self._tracker = ProgressTracker(half_start, op_start)
         settled: set[int] = set()
         for stored in scan(self._store, TRANS_OP_QUEUE_ID, op_start):
@@ -338,8 +336,4 @@ class TransactionLog:
         whether it moved since the last call."""
         with self._lock:
             checkpoint = self._tracker.checkpoint()
-            if checkpoint == self._saved:
-                return False
-            self._saved = checkpoint
-        self._offsets.commit(*PROGRESS_KEY, {0: checkpoint[0], 1: checkpoint[1]})
-        return True
+        return self._progress.save(checkpoint)
