@@ -7,7 +7,8 @@
   An empty message_key means "no key" (OpenMessaging has no null key), so an
   empty converted key reads back as None, as do keys of messages that other
   producers sent without one;
-* the record timestamp is the ``born_timestamp``; an explicit partition is kept;
+* the record timestamp is the ``born_timestamp``; an explicit partition is kept
+  for a record without a key (with a key, the producer picks by the key);
 * each Connect header becomes a property (strings as they are, other values as
   JSON, listed in ``connect.header.types``); properties starting with
   ``connect.`` are omconnect's own and are not headers.
