@@ -194,9 +194,8 @@ class PullConsumer:
             self._unpack(item)
         with self._lock:
             out, self._ready = self._ready[:max_messages], self._ready[max_messages:]
-            now = time.monotonic()
-            for m in out:
-                self._outstanding[_key(m)] = now
+            if self.config.ack_timeout_ms > 0:  # only the ack timeout reads them
+                self._outstanding.update(dict.fromkeys(map(_key, out), time.monotonic()))
         return out
 
     def ack(self, message: Message) -> None:
