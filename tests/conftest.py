@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
+from omconnect.testing.databases import (
+    MariaDBServer,
+    PostgresServer,
+    start_mariadb,
+    start_postgres,
+)
 from omconnect.testing.services import (
     NatsServer,
     PrometheusServer,
@@ -85,3 +92,58 @@ def prometheus_server(
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """A private mariadbd with binlog for CDC (ROW, FULL image, FULL metadata), shared by
+    the session: a test uses its own database names. Tests that restart, kill or
+    reconfigure the server use `mariadb_factory` instead."""
+    try:
+        server = start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    except ServiceNotInstalled as error:
+        _not_installed(error)
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+StartMariaDB = Callable[..., MariaDBServer]
+
+
+@pytest.fixture
+def mariadb_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartMariaDB]:
+    """Factory: `mariadb_factory(options={...})` starts a fresh private mariadbd of the
+    test's own (options override the CDC settings); all are stopped after the test."""
+    started: list[MariaDBServer] = []
+
+    def start(**kwargs: Any) -> MariaDBServer:
+        try:
+            server = start_mariadb(tmp_path_factory.mktemp("mariadb"), **kwargs)
+        except ServiceNotInstalled as error:
+            _not_installed(error)
+            raise
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A private PostgreSQL shared by the session: a test uses its own tables/schemas."""
+    try:
+        server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    except ServiceNotInstalled as error:
+        _not_installed(error)
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()

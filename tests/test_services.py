@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from omconnect.testing.databases import MariaDBServer, PostgresServer
 from omconnect.testing.services import (
     NatsServer,
     PrometheusServer,
@@ -112,3 +113,49 @@ def test_server_that_exits_reports_its_output(tmp_path: Path) -> None:
 
     with pytest.raises(ServiceStartError, match=r"exited with code 3[\s\S]*cannot bind"):
         start_server("failing", argv, tmp_path, timeout=5)
+
+
+def test_mariadb_has_binlog_for_cdc(mariadb_server: MariaDBServer) -> None:
+    connection = mariadb_server.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT @@log_bin, @@binlog_format, @@binlog_row_image,"
+                " @@binlog_row_metadata, @@character_set_server"
+            )
+            assert cursor.fetchone() == (1, "ROW", "FULL", "FULL", "utf8mb4")
+    finally:
+        connection.close()
+
+
+def test_mariadb_restart_keeps_data_and_port(
+    mariadb_factory: Callable[..., MariaDBServer],
+) -> None:
+    server = mariadb_factory(options={"binlog-row-metadata": "MINIMAL"})
+    port = server.port
+    server.execute("CREATE DATABASE t", "CREATE TABLE t.a (id INT PRIMARY KEY)")
+    server.execute("INSERT INTO t.a VALUES (1)")
+    server.kill()
+    server.restart()
+    assert server.port == port
+    connection = server.connect("t")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id, @@binlog_row_metadata FROM a")
+            assert cursor.fetchall() == ((1, "MINIMAL"),)
+    finally:
+        connection.close()
+
+
+def test_postgres_round_trip(postgres_server: PostgresServer) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_server.url())
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("CREATE TABLE test_services (v text)"))
+            connection.execute(sqlalchemy.text("INSERT INTO test_services VALUES ('😀')"))
+            value = connection.execute(sqlalchemy.text("SELECT v FROM test_services")).scalar()
+        assert value == "😀"
+    finally:
+        engine.dispose()

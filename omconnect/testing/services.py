@@ -177,6 +177,9 @@ def start_server(
     host: str = LOOPBACK,
     ready: Callable[[str, int], bool] = tcp_ready,
     timeout: float = 30.0,
+    port: int | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
 ) -> ServerProcess:
     """Start a server on a free port of `host` and wait until `ready(host, port)` is true.
 
@@ -188,36 +191,42 @@ def start_server(
 
     On Linux the server is killed when the thread that started it dies, so start
     servers from a thread that outlives them (normally the main thread).
+
+    `port` pins the port (a restart on the same address; no retry on another port);
+    `cwd` is the process's directory (default `workdir`); `user` runs it as that user
+    (the caller must be root).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
     preexec = _die_with_parent_hook()
     last_error = ""
-    for _attempt in range(_START_ATTEMPTS):
-        port = free_port(host)
-        argv = [str(arg) for arg in make_argv(port)]
+    for _attempt in range(_START_ATTEMPTS if port is None else 1):
+        listen_port = free_port(host) if port is None else port
+        argv = [str(arg) for arg in make_argv(listen_port)]
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 argv,
-                cwd=workdir,
+                cwd=cwd or workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=preexec,
+                preexec_fn=preexec,  # runs after the switch to `user`
+                user=user,
+                group=user,
             )
-        server = ServerProcess(name, host, port, workdir, log_path, argv, process)
+        server = ServerProcess(name, host, listen_port, workdir, log_path, argv, process)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not server.running:
                 break
-            if ready(host, port):
+            if ready(host, listen_port):
                 return server
             time.sleep(0.05)
         exited = not server.running
         server.stop()
         last_error = (
             f"{name} {'exited with code ' + str(process.returncode) if exited else 'not ready'}"
-            f" after start (port {port}, {timeout:.0f}s limit)\n"
+            f" after start (port {listen_port}, {timeout:.0f}s limit)\n"
             f"command: {' '.join(argv)}\n"
             f"output ({log_path}):\n{server.log_tail()}"
         )
