@@ -1,0 +1,1 @@
+"""MySQL/MariaDB change data capture from the binary log (pymysql-replication)."""

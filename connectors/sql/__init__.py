@@ -1,0 +1,1 @@
+"""SQL sink and query-based SQL source for any SQLAlchemy database."""
