@@ -42,7 +42,8 @@ class SqlSinkConfig(PluginConfig):
         "${topic}",
         alias="table.name.format",
         description="Target table name: ${topic} (the record's topic), ${db} and ${table} "
-        "(the source block of a change event) are replaced, then every '.' becomes '_'.",
+        "(from a change event's source block, else the topic's last two dot-separated "
+        "parts) are replaced, then every '.' becomes '_'.",
     )
     pk_mode: PkMode = Field(
         "record_key",
@@ -143,16 +144,23 @@ class SqlSinkConfig(PluginConfig):
 
 def table_name(template: str, topic: str, db: str | None, table: str | None) -> str:
     """The table for a record: placeholders replaced, then dots made underscores (so a
-    Debezium topic ``prefix.db.table`` gives ``prefix_db_table``). `ValueError` when
-    ``template`` uses ``${db}``/``${table}`` and the record has no such source field."""
-    values = {"topic": topic, "db": db, "table": table}
+    Debezium topic ``prefix.db.table`` gives ``prefix_db_table``). ``db``/``table`` come
+    from a change event's source block; a record without one (a tombstone, a flat
+    record) takes them from its topic's last two dot-separated parts. `ValueError`
+    when ``${db}`` is used and the topic has no dot."""
+    parts = topic.split(".")
+    values = {
+        "topic": topic,
+        "db": db if db is not None else (parts[-2] if len(parts) > 1 else None),
+        "table": table if table is not None else parts[-1],
+    }
 
     def substitute(match: re.Match[str]) -> str:
         value = values[match.group(1)]
         if value is None:
             raise ValueError(
-                f"table.name.format uses ${{{match.group(1)}}} but the record is not a "
-                "change event with that source field"
+                f"table.name.format uses ${{{match.group(1)}}}, but the record has no source "
+                f"block and its topic {topic!r} no '<db>.<table>' ending"
             )
         return value
 

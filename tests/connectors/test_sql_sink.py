@@ -41,7 +41,10 @@ from omconnect.connect.schema import (
 from omconnect.connectors.sql import dialects
 from omconnect.connectors.sql.dialects import column_type, rules_for, upsert_statement
 from omconnect.connectors.sql.sink import SqlSinkConnector, SqlSinkTask
+from omconnect.connectors.sql.sink_changes import Change, Op
 from omconnect.connectors.sql.sink_config import SqlSinkConfig, table_name
+from omconnect.connectors.sql.sink_plan import plan_batch
+from omconnect.connectors.sql.sink_values import to_db_value
 from omconnect.errors import ConfigError, FatalError, RecordError
 from omconnect.testing.connectors import SinkConnectorConformance
 
@@ -483,8 +486,10 @@ def test_update_mode_changes_only_existing_rows(sqlite_target: Target) -> None:
 
 
 def test_table_name_from_source_block(sqlite_target: Target) -> None:
-    sink(sqlite_target, [event("c", 1, after=row(1))], **{"table.name.format": "${db}_${table}"})
-    assert [r["id"] for r in sqlite_target.rows("inv_items")] == [1]
+    config = {"table.name.format": "${db}_${table}"}
+    changes = [event("c", 1, after=row(1)), event("c", 2, after=row(2)), tombstone(1)]
+    sink(sqlite_target, numbered(changes), **config)
+    assert [r["id"] for r in sqlite_target.rows("inv_items")] == [2]
 
 
 def test_mysql_time_beyond_a_day_and_the_postgres_limit(
@@ -684,6 +689,7 @@ def test_table_names() -> None:
     assert table_name("${topic}", "srv.inv.items", "inv", "items") == "srv_inv_items"
     assert table_name("${table}", "srv.inv.items", "inv", "items") == "items"
     assert table_name("dw.${db}_${table}", "t", "inv", "items") == "dw_inv_items"
+    assert table_name("${db}.${table}", "srv.inv.items", None, None) == "inv_items"
     with pytest.raises(ValueError, match=r"\$\{db\}"):
         table_name("${db}", "t", None, None)
 
@@ -815,3 +821,95 @@ def test_standalone_pipeline_applies_change_events(tmp_path: Path) -> None:
         standalone.stop()
     (only,) = target.rows("srv_inv_items")
     same_row(only, {**EXPECTED, "id": 1, "name": "uno"})
+
+
+# --- pure cores: the batch plan and value conversion -------------------------------------------
+
+
+def change(op: str, id_: int, **row_values: Any) -> Change:
+    record = SinkRecord("t", 0, None, None, None, None)
+    kind = {"u": Op.UPSERT, "d": Op.DELETE, "t": Op.TRUNCATE}[op]
+    key = {"id": id_} if op != "t" else {}
+    row_ = {"id": id_, **row_values} if op == "u" else {}
+    return Change(record, "t", kind, key, row_, None)
+
+
+def net(changes: list[Change]) -> tuple[bool, list[int], list[dict[str, Any]]]:
+    (plan,) = plan_batch(changes)
+    return plan.truncate, [c.key["id"] for c in plan.deletes], [c.row for c in plan.upserts]
+
+
+@pytest.mark.parametrize(
+    ("ops", "expected"),
+    [
+        ([change("u", 1, a=1), change("d", 1)], (False, [1], [])),
+        ([change("d", 1), change("u", 1, a=1)], (False, [1], [{"id": 1, "a": 1}])),
+        ([change("u", 1, a=1, b=1), change("u", 1, a=2)], (False, [], [{"id": 1, "a": 2, "b": 1}])),
+        ([change("u", 1, a=1), change("d", 1), change("u", 1, b=2)],
+         (False, [1], [{"id": 1, "b": 2}])),
+        ([change("u", 1), change("t", 0), change("u", 2)], (True, [], [{"id": 2}])),
+        ([change("u", 1), change("u", 2), change("d", 3)], (False, [3], [{"id": 1}, {"id": 2}])),
+    ],
+)  # fmt: skip
+def test_batch_plan_keeps_the_net_effect_per_key(
+    ops: list[Change], expected: tuple[bool, list[int], list[dict[str, Any]]]
+) -> None:
+    assert net(ops) == expected
+
+
+def test_batch_plan_keeps_every_unkeyed_row_per_table() -> None:
+    record = SinkRecord("t", 0, None, None, None, None)
+    rows = [Change(record, t, Op.UPSERT, {}, {"n": i}, None) for i, t in enumerate("abab")]
+    plans = plan_batch(rows)
+    assert [(p.table, [c.row["n"] for c in p.upserts]) for p in plans] == [
+        ("a", [0, 2]),
+        ("b", [1, 3]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "schema", "value", "expected"),
+    [
+        ("sqlite", decimal_schema(2), decimal.Decimal("1E+3"), "1000"),
+        ("postgresql", decimal_schema(0), decimal.Decimal(2**64 - 1), 2**64 - 1),
+        ("postgresql", decimal_schema(2), decimal.Decimal("1.50"), decimal.Decimal("1.50")),
+        ("mysql", named(Type.INT64, dialects.DBZ_MICRO_TIME), -1, dt.timedelta(microseconds=-1)),
+        ("sqlite", named(Type.INT64, dialects.DBZ_NANO_TIME), 1_500, dt.time(0, 0, 0, 1)),
+        ("sqlite", named(Type.INT32, dialects.DBZ_TIME), 3_600_001, dt.time(1, 0, 0, 1000)),
+        ("postgresql", named(Type.INT64, dialects.DBZ_NANO_TIMESTAMP), -1,
+         dt.datetime(1969, 12, 31, 23, 59, 59, 999999)),
+        ("mysql", named(Type.INT64, dialects.DBZ_TIMESTAMP), 1_000,
+         dt.datetime(1970, 1, 1, 0, 0, 1)),
+        ("postgresql", named(Type.STRING, dialects.DBZ_ZONED_TIMESTAMP),
+         "2026-01-01T01:00:00+01:00", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        ("mysql", named(Type.STRING, dialects.DBZ_ZONED_TIMESTAMP), "2026-01-01T00:00:00Z",
+         dt.datetime(2026, 1, 1)),
+        ("sqlite", named(Type.INT32, dialects.DBZ_DATE), -1, dt.date(1969, 12, 31)),
+        ("sqlite", struct_schema([("a", INT32)]), Struct(struct_schema([("a", INT32)]), {"a": 1}),
+         '{"a":1}'),
+        ("sqlite", None, [1, "x"], '[1,"x"]'),
+    ],
+)  # fmt: skip
+def test_values_convert_by_schema_name(
+    dialect: str, schema: Schema | None, value: Any, expected: Any
+) -> None:
+    assert to_db_value(rules_for(dialect), schema, value) == expected
+
+
+def test_a_postgres_time_must_fit_in_a_day() -> None:
+    with pytest.raises(ValueError, match=r"outside 00:00\.\.24:00"):
+        to_db_value(rules_for("postgresql"), named(Type.INT64, dialects.DBZ_MICRO_TIME), -1)
+
+
+def test_schemaless_columns_the_table_lacks_go_to_the_reporter(sqlite_target: Target) -> None:
+    sqlite_target.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT)")
+    records = [
+        SinkRecord("events", 0, None, {"id": 1}, None, {"id": 1, "kind": "a"}, offset=0),
+        SinkRecord("events", 0, None, {"id": 2}, None, {"id": 2, "colour": "red"}, offset=1),
+    ]
+    reporter = ListReporter()
+    sink(sqlite_target, records, reporter=reporter)
+    assert sqlite_target.rows("events") == [{"id": 1, "kind": "a"}]
+    assert [(r.offset, str(e)) for r, e in reporter.reported] == [
+        (1, "table 'events' has no columns ['colour']")
+    ]
