@@ -391,16 +391,31 @@ def connectors_get(
 def connectors_status(
     name: str,
     output: OutputOption = "table",
+    watch: Annotated[
+        float,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Redraw every this many seconds while a task reports progress (e.g. a"
+            " snapshot), then print the final status. 0: print once.",
+            min=0,
+        ),
+    ] = 0,
     rest_url: RestUrlOption = DEFAULT_REST_URL,
     token: TokenOption = None,
     user: UserOption = None,
 ) -> None:
-    """Show the state of a connector and each of its tasks."""
-    from omconnect.runtime.rest.commands import status_table
+    """Show the state of a connector and each of its tasks, with a progress bar for a
+    task in a long phase (a CDC source's snapshot: rows done of the estimate)."""
+    from omconnect.runtime.rest.commands import has_progress, status_table
 
     _check_output(output)
     with _rest_client(rest_url, token, user) as client:
         status = client.status(name)
+        while watch and output == "table" and has_progress(status):
+            typer.echo(status_table(status))
+            time.sleep(watch)
+            status = client.status(name)
     if output == "json":
         _echo_json(status)
     else:

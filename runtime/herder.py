@@ -32,11 +32,15 @@ class TaskState:
     state: str  # UNASSIGNED | RUNNING | PAUSED | STOPPED | FAILED | RESTARTING
     worker_id: str
     trace: str = ""
+    progress: Mapping[str, Any] | None = None
+    """`TaskProgress.as_json` of a task in a long phase (an omconnect addition)."""
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "state": self.state, "worker_id": self.worker_id}
         if self.trace:
             out["trace"] = self.trace
+        if self.progress is not None:
+            out["progress"] = dict(self.progress)
         return out
 
 

@@ -124,7 +124,7 @@ def build_status(
     configuration with more tasks) are left out when ``task_count`` is given."""
     stored = statuses.get_connector(name)
     tasks = tuple(
-        TaskState(number, str(s.state), s.worker_id, s.trace)
+        TaskState(number, str(s.state), s.worker_id, s.trace, s.progress)
         for number, s in statuses.list_tasks(name).items()
         if task_count is None or number < task_count
     )

@@ -46,7 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from omconnect.connect.connector import TopicPartition
+from omconnect.connect.connector import TaskProgress, TopicPartition
 from omconnect.errors import OmConnectError
 from omconnect.runtime.error_handling import ErrorCounts
 from omconnect.runtime.stores import State
@@ -202,6 +202,9 @@ class SourceRunnerStats(Protocol):
     commit_stats: CommitStats
 
     @property
+    def progress(self) -> TaskProgress | None: ...
+
+    @property
     def error_counts(self) -> ErrorCounts: ...
     def active_records(self) -> int: ...
 
@@ -296,6 +299,15 @@ class _WorkerCollector(Collector):
         commit_max = out.gauge(
             "offset_commit_max_time_ms", f"Longest commit time, last {WINDOW_S:.0f} s.", task
         )
+        phase = [*task, "phase"]
+        progress_done = out.gauge(
+            "source_task_progress_done", "Units done in the task's current long phase.", phase
+        )
+        progress_total = out.gauge(
+            "source_task_progress_total",
+            "Estimated units of the task's current long phase (when known).",
+            phase,
+        )
         errors = [(out.counter(name, doc, task), field) for name, field, doc in _ERROR_COUNTERS]
         latency: dict[str, tuple[list[int], int]] = {}
         for task_id in self._worker.tasks():
@@ -305,6 +317,11 @@ class _WorkerCollector(Collector):
                 poll.add_metric(labels, runner.records_polled)
                 write.add_metric(labels, runner.records_written)
                 source_active.add_metric(labels, runner.active_records())
+                progress = runner.progress
+                if progress is not None:
+                    progress_done.add_metric([*labels, progress.phase], progress.done)
+                    if progress.total is not None:
+                        progress_total.add_metric([*labels, progress.phase], progress.total)
             elif isinstance(runner, SinkRunnerStats):
                 read.add_metric(labels, runner.records_read)
                 send.add_metric(labels, runner.records_sent)

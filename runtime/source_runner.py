@@ -126,6 +126,7 @@ class SourceTaskRunner(TaskThread):
             self._send([self._process(record) for record in records])
             if time.monotonic() - last_commit >= self._commit_interval:
                 self._commit_offsets()
+                self._report_progress()
                 last_commit = time.monotonic()
 
     def _finish(self) -> None:
@@ -135,6 +136,7 @@ class SourceTaskRunner(TaskThread):
         if self._send_error is not None:
             raise self._send_error
         self._commit_offsets()
+        self._report_progress()
 
     def _send(self, batch: list[_Outgoing | None]) -> None:
         """Send a poll's converted records in one async batch (one future, one

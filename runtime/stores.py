@@ -90,6 +90,8 @@ class Status:
     generation: int
     trace: str = ""
     revision: int = 0
+    progress: Mapping[str, Any] | None = None
+    """A task's `TaskProgress.as_json`, while it reports one."""
 
 
 def canonical_json(value: Any) -> str:
@@ -353,6 +355,7 @@ class StatusStore(_Store):
             int(data["generation"]),
             str(data.get("trace", "")),
             revision,
+            data.get("progress"),
         )
 
     def _put_fenced(self, key: str, status: Status) -> bool:
@@ -362,6 +365,8 @@ class StatusStore(_Store):
             "generation": status.generation,
             "trace": status.trace,
         }
+        if status.progress is not None:
+            value["progress"] = dict(status.progress)
         data = canonical_json(value).encode()
         for _ in range(MAX_CAS_ATTEMPTS):
             current = self._get(key)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from omconnect.access_point import MessagingAccessPoint
+from omconnect.connect.connector import TaskProgress
 from omconnect.errors import NotFoundError
 from omconnect.message import Message
 from omconnect.runtime.error_handling import DeadLetter, ErrorCounts, RetryWithToleranceOperator
@@ -30,8 +31,9 @@ class TaskId:
         return f"{self.connector}-{self.task}"
 
 
-StateListener = Callable[[TaskId, State, str], None]
-"""Called with (task, new state, trace) whenever a runner's state changes."""
+StateListener = Callable[[TaskId, State, str, TaskProgress | None], None]
+"""Called with (task, new state, trace, progress) whenever a runner's state or its
+task's reported progress changes."""
 
 
 class TopicCreator:
@@ -118,6 +120,8 @@ class TaskThread(threading.Thread):
         self._stopping = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self._state = State.UNASSIGNED
+        self._progress: TaskProgress | None = None
 
     @property
     def error_counts(self) -> ErrorCounts:
@@ -133,12 +137,30 @@ class TaskThread(threading.Thread):
     def pause(self) -> None:
         """Stop taking new records until `resume` (in-flight ones still complete)."""
         self._running.clear()
-        self._on_state(self.task_id, State.PAUSED, "")
+        self._report(State.PAUSED)
 
     def resume(self) -> None:
         """Continue after `pause`."""
         self._running.set()
-        self._on_state(self.task_id, State.RUNNING, "")
+        self._report(State.RUNNING)
+
+    def _report(self, state: State, trace: str = "") -> None:
+        self._state = state
+        self._on_state(self.task_id, state, trace, self._progress)
+
+    @property
+    def progress(self) -> TaskProgress | None:
+        """The task's last reported progress (see `SourceTask.progress`)."""
+        return self._progress
+
+    def _report_progress(self) -> None:
+        """Ask the task for its progress (`SourceTask.progress`) and report it when it
+        changed. Task thread."""
+        ask = getattr(self.task, "progress", None)
+        progress = ask() if ask is not None else None
+        if progress != self._progress:
+            self._progress = progress
+            self._on_state(self.task_id, self._state, "", progress)
 
     def run(self) -> None:
         started = False
@@ -147,12 +169,12 @@ class TaskThread(threading.Thread):
             self.task.initialize(self._context())
             self.task.start(self.config)
             started = True
-            self._on_state(self.task_id, State.RUNNING, "")
+            self._report(State.RUNNING)
             self._work()
-            self._on_state(self.task_id, State.UNASSIGNED, "")
+            self._report(State.UNASSIGNED)
         except BaseException as exc:
             log.error("%s task %s failed: %s", self.kind, self.task_id, exc)
-            self._on_state(self.task_id, State.FAILED, trace_of(exc))
+            self._report(State.FAILED, trace_of(exc))
         finally:
             if started:
                 try:

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from omconnect.access_point import MessagingAccessPoint
 from omconnect.connect.config import PluginConfig, parse_config
-from omconnect.connect.connector import Connector, SinkConnector, SourceConnector
+from omconnect.connect.connector import Connector, SinkConnector, SourceConnector, TaskProgress
 from omconnect.connect.plugins import load_connector_class
 from omconnect.errors import ConfigError
 from omconnect.runtime.converters.base import (
@@ -335,10 +335,17 @@ class Worker:
             task_id, task, config, access_point=self._ap, topics=parsed.topics, **common
         )
 
-    def _task_state(self, task_id: TaskId, state: State, trace: str) -> None:
-        self._stores.statuses.put_task(
-            task_id.connector, task_id.task, Status(state, self.worker_id, self.generation, trace)
+    def _task_state(
+        self, task_id: TaskId, state: State, trace: str, progress: TaskProgress | None
+    ) -> None:
+        status = Status(
+            state,
+            self.worker_id,
+            self.generation,
+            trace,
+            progress=progress.as_json() if progress is not None else None,
         )
+        self._stores.statuses.put_task(task_id.connector, task_id.task, status)
         if state is State.FAILED:
             self._schedule_restart(task_id)
 

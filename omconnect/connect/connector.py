@@ -49,6 +49,7 @@ __all__ = [
     "SourceConnector",
     "SourceTask",
     "SourceTaskContext",
+    "TaskProgress",
     "TopicPartition",
 ]
 
@@ -215,6 +216,23 @@ class SinkConnector(Connector):
 # --- tasks -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class TaskProgress:
+    """How far a long phase of a source task has come, e.g. a CDC source's snapshot:
+    ``done`` units (rows) of about ``total`` (an estimate; None when unknown).
+
+    The runtime shows it in the task's REST status (``"progress"``), in the CLI and
+    as metrics."""
+
+    phase: str
+    done: int
+    total: int | None = None
+
+    def as_json(self) -> dict[str, str | int | None]:
+        """``{"phase": ..., "done": ..., "total": ...}``."""
+        return {"phase": self.phase, "done": self.done, "total": self.total}
+
+
 class SourceTask(ABC):
     """Reads one share of a source system. Runs on its own thread (the *task thread*).
 
@@ -257,6 +275,12 @@ class SourceTask(ABC):
         stored; ``metadata`` is None if a transform dropped the record. Called from the
         producer's callback thread, possibly while `poll` runs: keep it short and
         thread-safe. Not called for a record whose send failed."""
+
+    def progress(self) -> TaskProgress | None:
+        """The progress of a long phase the task is in (None: nothing to report, the
+        default). Task thread, between polls, about once per offset commit interval:
+        keep it cheap."""
+        return None
 
     @abstractmethod
     def stop(self) -> None:

@@ -84,19 +84,49 @@ def connectors_table(expanded: Mapping[str, Mapping[str, Any]]) -> str:
     return table(rows)
 
 
+_BAR_WIDTH = 20
+
+
+def progress_bar(progress: Mapping[str, Any]) -> str:
+    """A task's ``progress`` as text: ``snapshot [#########-----------] 45% 4500/10000``,
+    or ``snapshot 4500`` when the total is unknown. The percentage is capped at 100
+    (totals are estimates)."""
+    phase, done, total = (
+        progress.get("phase", ""),
+        int(progress.get("done", 0)),
+        progress.get("total"),
+    )
+    if not total:
+        return f"{phase} {done}"
+    fraction = min(1.0, done / int(total))
+    filled = round(fraction * _BAR_WIDTH)
+    bar = "#" * filled + "-" * (_BAR_WIDTH - filled)
+    return f"{phase} [{bar}] {fraction:.0%} {done}/{total}"
+
+
+def has_progress(status: Mapping[str, Any]) -> bool:
+    """True when a task of the status reports a progress (a long phase still runs)."""
+    return any(task.get("progress") for task in status.get("tasks", []))
+
+
 def status_table(status: Mapping[str, Any]) -> str:
-    """``GET /connectors/{name}/status`` as one row for the connector and one per task;
-    below a failed one, the last line of its trace (the error)."""
+    """``GET /connectors/{name}/status`` as one row for the connector and one per task
+    (with its progress bar while it reports one); below a failed one, the last line of
+    its trace (the error)."""
     connector = status.get("connector", {})
-    rows = [
-        ["", "STATE", "WORKER"],
-        ["connector", connector.get("state", "?"), connector.get("worker_id", "")],
-    ]
+    show_progress = has_progress(status)
+    header = ["", "STATE", "WORKER"] + (["PROGRESS"] if show_progress else [])
+    rows = [header, ["connector", connector.get("state", "?"), connector.get("worker_id", "")]]
+    if show_progress:
+        rows[1].append("")
     traces: dict[int, str] = {}
     if connector.get("trace"):
         traces[1] = connector["trace"]
     for task in status.get("tasks", []):
-        rows.append([f"task {task.get('id')}", task.get("state", "?"), task.get("worker_id", "")])
+        row = [f"task {task.get('id')}", task.get("state", "?"), task.get("worker_id", "")]
+        if show_progress:
+            row.append(progress_bar(task["progress"]) if task.get("progress") else "")
+        rows.append(row)
         if task.get("trace"):
             traces[len(rows) - 1] = task["trace"]
     lines = table(rows).split("\n")
