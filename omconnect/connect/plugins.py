@@ -57,6 +57,27 @@ BUILTIN_CONNECTORS: tuple[BuiltinPlugin, ...] = (
             "org.apache.kafka.connect.file.FileStreamSinkConnector",
         ),
     ),
+    BuiltinPlugin(
+        "omconnect.connectors.sql.sink:SqlSinkConnector",
+        (
+            "sql-sink",
+            "jdbc-sink",
+            "SqlSinkConnector",
+            "JdbcSinkConnector",
+            "io.confluent.connect.jdbc.JdbcSinkConnector",
+            "io.debezium.connector.jdbc.JdbcSinkConnector",
+        ),
+    ),
+    BuiltinPlugin(
+        "omconnect.connectors.sql.source:SqlSourceConnector",
+        (
+            "sql-source",
+            "jdbc-source",
+            "SqlSourceConnector",
+            "JdbcSourceConnector",
+            "io.confluent.connect.jdbc.JdbcSourceConnector",
+        ),
+    ),
 )
 
 
