@@ -142,12 +142,14 @@ def _reject(error: sa.exc.DBAPIError, change: Change, report: Report) -> None:
 
 @contextmanager
 def _retriable() -> Iterator[None]:
-    """Connection failures as `RetriableError`."""
+    """Connection failures as `RetriableError`: a connection that broke, or one that
+    could not be opened (an error without a statement)."""
     try:
         yield
     except sa.exc.DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc, sa.exc.InterfaceError):
-            raise RetriableError(f"connection to the database lost: {exc.orig}") from exc
+        unreachable = exc.statement is None and isinstance(exc, sa.exc.OperationalError)
+        if exc.connection_invalidated or unreachable or isinstance(exc, sa.exc.InterfaceError):
+            raise RetriableError(f"cannot reach the database: {exc.orig}") from exc
         raise
     except sa.exc.DisconnectionError as exc:
         raise RetriableError(f"cannot connect to the database: {exc}") from exc

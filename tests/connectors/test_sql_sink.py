@@ -45,7 +45,7 @@ from omconnect.connectors.sql.sink_changes import Change, Op
 from omconnect.connectors.sql.sink_config import SqlSinkConfig, table_name
 from omconnect.connectors.sql.sink_plan import plan_batch
 from omconnect.connectors.sql.sink_values import to_db_value
-from omconnect.errors import ConfigError, FatalError, RecordError
+from omconnect.errors import ConfigError, FatalError, RecordError, RetriableError
 from omconnect.testing.connectors import SinkConnectorConformance
 
 # --- schemas and records -----------------------------------------------------------
@@ -575,11 +575,7 @@ def flat(schema: Schema, offset: int, **values: Any) -> SinkRecord:
     return SinkRecord("evolving", 0, KEY, key, schema, Struct(schema, values), offset=offset)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
-def test_auto_evolve_adds_optional_columns(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    target = next(make_target(kind, request, tmp_path))
+def test_auto_evolve_adds_optional_columns(target: Target) -> None:
     config = {"auto.evolve": "true"}
     sink(target, [flat(V1, 0, id=1, name="a")], **config)
     sink(target, [flat(V2, 1, id=2, name="b", age=30, city="Oslo")], **config)
@@ -666,6 +662,12 @@ def test_config_errors_name_the_key(changes: dict[str, str | None], key: str) ->
         SqlSinkConnector().start(raw)
     assert caught.value.key == key
     assert key in {e.key for e in SqlSinkConnector().validate(raw)}
+
+
+def test_an_unreachable_database_is_retriable() -> None:
+    unreachable = Target("postgresql", "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    with pytest.raises(RetriableError, match="cannot reach the database"):
+        sink(unreachable, [event("c", 1, after=row(1))])
 
 
 def test_unknown_dialect_is_a_config_error() -> None:
