@@ -51,6 +51,7 @@ class _OpenQuery:
     result: sa.CursorResult[Any]
     mapping: RowMapping | None  # None: a custom query, mapped batch by batch
     columns: list[str]
+    scales: list[int | None]  # decimal scales the driver reports (custom queries)
 
 
 class Querier:
@@ -118,7 +119,10 @@ class Querier:
             upper = timestamp_upper_bound(database_now, self._config.timestamp_delay_interval_ms)
         statement = build_select(source, self._columns, self.position, upper)
         result = connection.execution_options(stream_results=True).execute(statement)
-        return _OpenQuery(connection, result, mapping, list(result.keys()))
+        columns = list(result.keys())
+        description = result.cursor.description if result.cursor is not None else None
+        scales = driver_scales(description, len(columns))
+        return _OpenQuery(connection, result, mapping, columns, scales)
 
     def read(self, max_rows: int) -> list[SourceRecord]:
         """Up to ``max_rows`` records of the running query; closes it when it has no
@@ -128,14 +132,13 @@ class Querier:
             return []
         with database_errors(f"reading {self.describe()}"):
             rows = running.result.fetchmany(max_rows)
-            description = running.result.cursor.description if rows else None
         if len(rows) < max_rows:
             self.close()
         mapping = running.mapping or inferred_row_mapping(
             None,
             running.columns,
             rows,
-            driver_scales(description, len(running.columns)),
+            running.scales,
             self._config.timezone,
         )
         return self._records(mapping, running.columns, rows)
