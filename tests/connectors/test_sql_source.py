@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from omconnect.connectors.sql.source_tables import (
     select_tables,
 )
 from omconnect.errors import ConfigError, FatalError
+from omconnect.runtime.standalone import Standalone
 from omconnect.testing.connectors import SourceConnectorConformance, SourceHarness
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0)
@@ -835,3 +837,51 @@ def test_table_selection_and_grouping() -> None:
     assert decode_tables(encode_tables(tables)) == tables
     with pytest.raises(ValueError):
         decode_tables('[["a"]]')
+
+
+# --- through the runtime -----------------------------------------------------------------
+
+
+def consume(access_point: Any, topic: str, count: int, group: str) -> list[dict[str, Any]]:
+    """``count`` JSON values of ``topic`` from the earliest, then whatever else is there."""
+    values: list[dict[str, Any]] = []
+    with access_point.create_pull_consumer(group, [topic], start_from="earliest") as consumer:
+        deadline = time.monotonic() + 30
+        while len(values) < count and time.monotonic() < deadline:
+            values += [json.loads(m.body) for m in consumer.batch_receive(100, timeout_ms=500)]
+        values += [json.loads(m.body) for m in consumer.batch_receive(100, timeout_ms=500)]
+    return values
+
+
+def test_pipeline_through_the_standalone_runtime_resumes_after_a_restart(
+    sqlite_db: Db, tmp_path: Path
+) -> None:
+    sqlite_db.items()
+    sqlite_db.insert("items", rows(5))
+    worker = {
+        "data.dir": str(tmp_path / "data"),
+        "value.converter": "json",
+        "value.converter.schemas.enable": "false",
+        "offset.flush.interval.ms": "100",
+    }
+    source = {
+        **config(sqlite_db, "timestamp+incrementing", batch_max_rows="2"),
+        "connector.class": "omconnect.connectors.sql.source:SqlSourceConnector",
+    }
+    standalone = Standalone(worker)
+    try:
+        standalone.access_point.resources.create_queue("db-items", 1)
+        standalone.put_connector_config("items-source", source)
+        first = consume(standalone.access_point, "db-items", 5, "check-1")
+    finally:
+        standalone.stop()  # graceful: the offsets of what was sent are committed
+    sqlite_db.insert("items", rows(3, first_id=6))
+    standalone = Standalone(worker)  # the stored connector starts again
+    try:
+        everything = consume(standalone.access_point, "db-items", 8, "check-2")
+    finally:
+        standalone.stop()
+    assert [v["id"] for v in first] == [1, 2, 3, 4, 5]
+    assert [v["id"] for v in everything] == [1, 2, 3, 4, 5, 6, 7, 8]  # no row twice
+    # The Timestamp field as the JSON converter writes it: epoch ms (12:00:01 UTC).
+    assert everything[0] == {"id": 1, "name": "row 1", "ts": 1714564801000, "note": None}
