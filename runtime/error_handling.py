@@ -366,13 +366,18 @@ class RetryWithToleranceOperator:
         executing_class: str,
         record: OriginalRecord | None = None,
         attempts: int = 1,
+        *,
+        errant: bool = False,
     ) -> Skipped:
         """Handle a failure for good: `SKIPPED` after reporting it if tolerated, else
-        raise (also the entry point of a sink task's errant-record reporter)."""
+        raise. ``errant``: a sink task reported the record itself (its errant-record
+        reporter), so any error is about that record."""
         self.counts.record_errors += 1
         if isinstance(error, FatalError):
             raise error
-        tolerable = isinstance(error, RecordError | RetriableError) or stage in RECORD_STAGES
+        tolerable = (
+            errant or isinstance(error, RecordError | RetriableError) or stage in RECORD_STAGES
+        )
         if not tolerable:
             raise error
         if self.config.tolerance != "all":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from omconnect.access_point import MessagingAccessPoint
@@ -61,8 +62,23 @@ class _Context:
     def request_commit(self) -> None:
         self._runner.commit_requested = True
 
-    def errant_record_reporter(self) -> None:
-        return None
+    def errant_record_reporter(self) -> _ErrantRecordReporter:
+        return _ErrantRecordReporter(self._runner)
+
+
+class _ErrantRecordReporter:
+    """Kafka's ErrantRecordReporter: a record the task could not write is handled by
+    the task's ``errors.*`` config (logged, sent to the dead-letter queue with the
+    message as it was read, or the task fails with ``errors.tolerance=none``)."""
+
+    def __init__(self, runner: SinkTaskRunner) -> None:
+        self._runner = runner
+
+    def report(self, record: SinkRecord, error: BaseException) -> Future[None]:
+        self._runner.report_errant(record, error)
+        done: Future[None] = Future()
+        done.set_result(None)  # the dead letter was handed to the producer already
+        return done
 
 
 class SinkTaskRunner(TaskThread):
@@ -207,16 +223,32 @@ class SinkTaskRunner(TaskThread):
                     TopicPartition(record.original_topic, record.original_partition), None
                 )
 
-    def _convert(self, message: Message) -> SinkRecord | None:
-        key, value = key_bytes(message), value_bytes(message)
-        original = OriginalRecord(
+    def report_errant(self, record: SinkRecord, error: BaseException) -> None:
+        """A record the task could not write: handled by ``errors.*`` with the message
+        it came from (task thread, during `put`). Raises `ToleranceExceededError` when
+        failures are not tolerated."""
+        tp = TopicPartition(record.original_topic, record.original_partition)
+        message = next(
+            (m for m in self._pending.get(tp, ()) if m.offset == record.original_offset), None
+        )
+        original = self._original(message) if message is not None else None
+        cause = error if isinstance(error, Exception) else RuntimeError(str(error))
+        self._errors.fail(cause, Stage.TASK_PUT, type(self.task).__name__, original, errant=True)
+
+    @staticmethod
+    def _original(message: Message) -> OriginalRecord:
+        return OriginalRecord(
             message.destination,
             message.partition,
             message.offset,
-            key,
-            value,
+            key_bytes(message),
+            value_bytes(message),
             dict(message.properties),
         )
+
+    def _convert(self, message: Message) -> SinkRecord | None:
+        original = self._original(message)
+        key, value = original.key, original.value
         topic = message.destination
         converted_key: Any = self._errors.execute(
             lambda: self._key_converter.to_connect(topic, key),

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omconnect.access_point import MessagingAccessPoint
 from omconnect.runtime.standalone import Standalone
@@ -120,3 +121,87 @@ def test_bad_records_go_to_the_dead_letter_queue(tmp_path: Path) -> None:
     assert dead.properties["__connect.errors.stage"] == "VALUE_CONVERTER"
     assert dead.properties["__connect.errors.topic"] == "events"
     assert "exception.message" in " ".join(dead.properties)
+
+
+def _sql_sink_pipeline(tmp_path: Path, tolerance: str) -> tuple[Standalone, Path]:
+    """A SQL sink (schemaless JSON) into an SQLite table that has no column ``extra``."""
+    import sqlite3
+
+    db = tmp_path / "target.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, n INTEGER)")
+    worker = write_json(
+        tmp_path / "worker.json",
+        {
+            "data.dir": str(tmp_path / "data"),
+            "offset.flush.interval.ms": "200",
+            "task.restart.enable": "false",
+        },
+    )
+    sink_config = write_json(
+        tmp_path / "sink.json",
+        {
+            "name": "to-sql",
+            "connector.class": "sql-sink",
+            "topics": "events",
+            "connection.url": f"sqlite:///{db}",
+            "pk.mode": "record_value",
+            "pk.fields": "id",
+            "delete.enabled": "false",
+            "value.converter": "json",
+            "value.converter.schemas.enable": "false",
+            "errors.tolerance": tolerance,
+            "errors.deadletterqueue.topic.name": "events-dlq",
+            "errors.deadletterqueue.context.headers.enable": "true",
+        },
+    )
+    standalone = Standalone(worker, [sink_config])
+    from omconnect.message import Message
+
+    standalone.access_point.create_producer().send_batch(
+        [
+            Message(body, destination="events")
+            for body in (b'{"id": 1, "n": 1}', b'{"id": 2, "extra": "x"}', b'{"id": 3, "n": 3}')
+        ]
+    )
+    return standalone, db
+
+
+def test_a_record_the_sink_task_reports_goes_to_the_dead_letter_queue(tmp_path: Path) -> None:
+    import sqlite3
+
+    standalone, db = _sql_sink_pipeline(tmp_path, "all")
+    try:
+
+        def written() -> list[tuple[int, int]]:
+            with sqlite3.connect(db) as connection:
+                return connection.execute("SELECT id, n FROM events ORDER BY id").fetchall()
+
+        wait_for(lambda: written() == [(1, 1), (3, 3)])
+        with standalone.access_point.create_pull_consumer(
+            "check", ["events-dlq"], start_from="earliest"
+        ) as consumer:
+            dead = consumer.receive(timeout_ms=10_000)
+        assert standalone.connector_status("to-sql").tasks[0].state == "RUNNING"
+    finally:
+        standalone.stop()
+    assert dead is not None and json.loads(dead.body) == {"id": 2, "extra": "x"}
+    assert dead.properties["__connect.errors.stage"] == "TASK_PUT"
+    assert dead.properties["__connect.errors.class.name"] == "SqlSinkTask"
+    assert dead.properties["__connect.errors.offset"] == "1"
+    assert "extra" in dead.properties["__connect.errors.exception.message"]
+
+
+def test_a_reported_record_fails_the_task_without_tolerance(tmp_path: Path) -> None:
+    standalone, _ = _sql_sink_pipeline(tmp_path, "none")
+    try:
+
+        def task() -> Any:
+            tasks = standalone.connector_status("to-sql").tasks
+            return tasks[0] if tasks else None
+
+        wait_for(lambda: task() is not None and task().state == "FAILED")
+        trace = task().trace
+    finally:
+        standalone.stop()
+    assert "Tolerance exceeded" in trace and "TASK_PUT" in trace
