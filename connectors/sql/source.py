@@ -41,6 +41,7 @@ from omconnect.connectors.sql.source_database import (
     reflect_table,
     safe_url,
 )
+from omconnect.connectors.sql.source_monitor import TableMonitor
 from omconnect.connectors.sql.source_offsets import Position
 from omconnect.connectors.sql.source_querier import Querier
 from omconnect.connectors.sql.source_schedule import PollSchedule, seconds_until
@@ -75,27 +76,53 @@ class SqlSourceConnector(SourceConnector):
         """Parse the config and, unless it has a ``query``, list the tables to read and
         check their mode columns. `ConfigError` naming the key when a table lacks a
         mode column (or it is nullable with ``validate.non.null``); `RetriableError`
-        when the database cannot be reached."""
+        when the database cannot be reached. Once initialized by the runtime, watches
+        for tables created or dropped (``table.poll.interval.ms``)."""
         self._raw = dict(config)
         self._config = load_source_config(config)
+        self._lock = threading.Lock()
         self._tables: list[TableId] = []
+        self._monitor: TableMonitor | None = None
         if self._config.query is not None:
             return
-        engine = create_source_engine(self._config)
+        self._engine = create_source_engine(self._config)
         try:
-            with (
-                database_errors(f"listing the tables of {safe_url(self._config)}"),
-                engine.connect() as connection,
-            ):
-                self._tables = list_tables(connection, self._config)
-                for table in self._tables:
-                    problem = mode_column_problem(reflect_table(connection, table), self._config)
-                    if problem is not None:
-                        raise problem
-        finally:
-            engine.dispose()
+            self._tables = self._list_checked_tables()
+        except BaseException:
+            self._engine.dispose()
+            raise
         if not self._tables:
             log.warning("no table of %s is selected: nothing to read", safe_url(self._config))
+        interval_s = self._config.table_poll_interval_ms / 1000
+        if interval_s > 0 and getattr(self, "context", None) is not None:
+            self._monitor = TableMonitor(
+                self._list_tables, self._tables, interval_s, self._tables_changed
+            )
+            self._monitor.start()
+
+    def _list_checked_tables(self) -> list[TableId]:
+        with (
+            database_errors(f"listing the tables of {safe_url(self._config)}"),
+            self._engine.connect() as connection,
+        ):
+            tables = list_tables(connection, self._config)
+            for table in tables:
+                problem = mode_column_problem(reflect_table(connection, table), self._config)
+                if problem is not None:
+                    raise problem
+        return tables
+
+    def _list_tables(self) -> list[TableId]:
+        with (
+            database_errors(f"listing the tables of {safe_url(self._config)}"),
+            self._engine.connect() as connection,
+        ):
+            return list_tables(connection, self._config)
+
+    def _tables_changed(self, tables: list[TableId]) -> None:
+        with self._lock:
+            self._tables = tables
+        self.context.request_task_reconfiguration()
 
     def task_class(self) -> type[SourceTask]:
         return SqlSourceTask
@@ -105,13 +132,20 @@ class SqlSourceConnector(SourceConnector):
         contiguous groups (none when no table is selected)."""
         if self._config.query is not None:
             return [dict(self._raw)]
+        with self._lock:
+            tables = list(self._tables)
         return [
             {**self._raw, TASK_TABLES_KEY: encode_tables(group)}
-            for group in group_tables(self._tables, max_tasks)
+            for group in group_tables(tables, max_tasks)
         ]
 
     def stop(self) -> None:
-        pass
+        """Stop watching the tables and close the connections."""
+        if self._monitor is not None:
+            self._monitor.stop()
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.dispose()
 
 
 def _utc_now() -> dt.datetime:

@@ -103,6 +103,13 @@ class SqlSourceConfig(PluginConfig):
         description="Topic of a table's rows is topic.prefix + table name; with query, "
         "the topic itself.",
     )
+    table_poll_interval_ms: int = Field(
+        60000,
+        alias="table.poll.interval.ms",
+        ge=0,
+        description="How often the connector lists the tables again and, when the "
+        "selection changed, re-plans the tasks; 0: never.",
+    )
     poll_interval_ms: int = Field(
         5000, alias="poll.interval.ms", gt=0, description="Wait between polls of a table."
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +145,7 @@ class Querier:
         return self._records(mapping, running.columns, rows)
 
     def _records(
-        self, mapping: RowMapping, columns: list[str], rows: list[Any]
+        self, mapping: RowMapping, columns: list[str], rows: Sequence[Sequence[Any]]
     ) -> list[SourceRecord]:
         timestamp_at = [columns.index(n) for n in self._columns.timestamps if n in columns]
         incrementing = self._columns.incrementing

@@ -185,7 +185,7 @@ def to_date(value: Any) -> dt.date:
         return value.date()
     if isinstance(value, str):
         return dt.date.fromisoformat(value[:10])
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def to_time(value: Any) -> dt.time:
@@ -194,7 +194,7 @@ def to_time(value: Any) -> dt.time:
         return (dt.datetime.min + value).time()
     if isinstance(value, str):
         return dt.time.fromisoformat(value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def to_text(value: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -423,6 +424,45 @@ def test_tables_are_split_over_the_tasks(sqlite_db: Db) -> None:
     assert groups == [["t1", "t2", "t3"], ["t4", "t5"]]
     assert len(single) == 1 and len(decode_tables(single[0]["tables"])) == 5
     assert tasks[0]["connection.url"] == sqlite_db.url
+
+
+class RecordingContext:
+    """A `ConnectorContext` that records reconfiguration requests."""
+
+    def __init__(self) -> None:
+        self.reconfigured = threading.Event()
+
+    def request_task_reconfiguration(self) -> None:
+        self.reconfigured.set()
+
+    def raise_error(self, exc: Exception) -> None:
+        raise AssertionError(f"the connector failed: {exc!r}")
+
+
+def test_new_and_dropped_tables_replan_the_tasks(sqlite_db: Db) -> None:
+    sqlite_db.items("first")
+    context = RecordingContext()
+    connector = SqlSourceConnector()
+    connector.initialize(context)
+    connector.start(config(sqlite_db, "incrementing", table_poll_interval_ms="20"))
+    try:
+        assert [decode_tables(t["tables"]) for t in connector.task_configs(2)] == [
+            [TableId(None, "first")]
+        ]
+        sqlite_db.items("second")
+        assert context.reconfigured.wait(10), "a new table must re-plan the tasks"
+        assert [decode_tables(t["tables"]) for t in connector.task_configs(2)] == [
+            [TableId(None, "first")],
+            [TableId(None, "second")],
+        ]
+        context.reconfigured.clear()
+        sqlite_db.tables["first"].drop(sqlite_db.engine)
+        assert context.reconfigured.wait(10), "a dropped table must re-plan the tasks"
+        assert [decode_tables(t["tables"]) for t in connector.task_configs(2)] == [
+            [TableId(None, "second")]
+        ]
+    finally:
+        connector.stop()
 
 
 def test_a_query_runs_in_one_task(sqlite_db: Db) -> None:
