@@ -107,17 +107,17 @@ def write_workload(server: MariaDBServer, workload: str, rows: int) -> None:
         connection.close()
 
 
-def _expected_row_events(workload: str, rows: int) -> int:
-    return rows
+def row_events(workload: str, rows: int) -> int:
+    """Row changes in the binlog of `workload`: the inserts, plus the updates."""
+    return 2 * rows if workload == "update" else rows
 
 
 def run_raw(server: MariaDBServer, workload: str, rows: int) -> Run:
     """Decode every row event of the binlog with BinLogStreamReader alone and count the
-    rows of `workload`'s kind (inserts, or updates for ``update``)."""
+    row changes (inserts and updates)."""
     from pymysqlreplication import BinLogStreamReader
     from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
 
-    kind = UpdateRowsEvent if workload == "update" else WriteRowsEvent
     table = "two" if workload == "two" else "six"
     started = time.perf_counter()
     reader = BinLogStreamReader(
@@ -130,7 +130,7 @@ def run_raw(server: MariaDBServer, workload: str, rows: int) -> Run:
         server_id=9001,
         blocking=False,
         resume_stream=False,
-        only_events=[kind],
+        only_events=[WriteRowsEvent, UpdateRowsEvent],
         only_tables=[table],
         only_schemas=[_DB],
     )
@@ -143,8 +143,8 @@ def run_raw(server: MariaDBServer, workload: str, rows: int) -> Run:
     finally:
         reader.close()
     seconds = time.perf_counter() - started
-    if seen != _expected_row_events(workload, rows):
-        raise RuntimeError(f"raw decoder saw {seen} rows, expected {rows}")
+    if seen != row_events(workload, rows):
+        raise RuntimeError(f"raw decoder saw {seen} rows, expected {row_events(workload, rows)}")
     return Run("raw", workload, seen, seconds)
 
 
@@ -173,6 +173,141 @@ def summary(runs: Sequence[Run]) -> dict[str, float]:
 
 
 Scenario = Callable[[MariaDBServer, str, int, Path], Run]
+
+
+# --- omconnect end to end ---------------------------------------------------------------
+
+
+def _source_config(server: MariaDBServer, snapshot_mode: str) -> dict[str, str]:
+    return {
+        "connector.class": "mysql-source",
+        "database.hostname": server.host,
+        "database.port": str(server.port),
+        "database.user": server.user,
+        "database.password": server.password,
+        "database.server.id": "9002",
+        "topic.prefix": "bench",
+        "database.include.list": _DB,
+        "snapshot.mode": snapshot_mode,
+    }
+
+
+def _target(target: str, workdir: Path) -> tuple[str, Callable[[], None]]:
+    """(SQLAlchemy URL, cleanup) of a fresh target database."""
+    if target == "sqlite":
+        return f"sqlite:///{workdir / 'target.db'}", lambda: None
+    from omconnect.testing.databases import start_postgres
+
+    server = start_postgres(workdir / "postgres")
+    return server.url(), server.stop
+
+
+def _target_state(url: str, table: str) -> tuple[int, int]:
+    """(row count, sum of the changed column) of the target table; (0, 0) before it
+    exists."""
+    import sqlalchemy as sa
+
+    column = "v" if table == "two" else "qty"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(sa.text(f"SELECT COUNT(*), SUM({column}) FROM {table}")).one()
+            return int(row[0]), int(row[1] or 0)
+    except sa.exc.SQLAlchemyError:
+        return 0, 0
+    finally:
+        engine.dispose()
+
+
+def _source_state(server: MariaDBServer, table: str) -> tuple[int, int]:
+    column = "v" if table == "two" else "qty"
+    connection = server.connect(_DB)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*), SUM({column}) FROM {table}")
+            count, total = cursor.fetchone()
+            return int(count), int(total or 0)
+    finally:
+        connection.close()
+
+
+def run_e2e(server: MariaDBServer, workload: str, rows: int, workdir: Path, target: str) -> Run:
+    """``omconnect standalone``: MySQL source (streaming the whole binlog from its
+    start) → broker → SQL sink into `target`; timed from the process start until the
+    target table's row count and column sum equal the source's."""
+    import os
+    import subprocess
+
+    workdir.mkdir(parents=True)
+    table = "two" if workload == "two" else "six"
+    url, cleanup = _target(target, workdir)
+    worker = {
+        "data.dir": str(workdir / "data"),
+        "key.converter": "json",
+        "value.converter": "json",
+        "offset.flush.interval.ms": "1000",
+        "rest.port": "0",
+    }
+    sink = {
+        "connector.class": "sql-sink",
+        "topics.regex": f"bench\\.{_DB}\\..*",
+        "connection.url": url,
+        "table.name.format": "${table}",
+        "auto.create": "true",
+    }
+    configs = {
+        "worker": worker,
+        "source": {"name": "cdc", "config": _source_config(server, "never")},
+        "sink": {"name": "sink", "config": sink},
+    }
+    for name, config in configs.items():
+        (workdir / f"{name}.json").write_text(json.dumps(config))
+    expected = _source_state(server, table)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "omconnect.cli", "standalone", "worker.json", "source.json",
+         "sink.json"],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=(workdir / "worker.log").open("wb"),
+    )  # fmt: skip
+    try:
+        deadline = started + 600
+        while _target_state(url, table) != expected:
+            if process.poll() is not None or time.perf_counter() > deadline:
+                log = (workdir / "worker.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"e2e-{target} did not finish:\n{log}")
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, 9)
+        cleanup()
+    return Run(f"e2e-{target}", workload, row_events(workload, rows), seconds)
+
+
+def run_snapshot(server: MariaDBServer, workload: str, rows: int, workdir: Path) -> Run:
+    """The MySQL source task alone (no broker): snapshot of the six-column table,
+    timed from `start` until its polls returned every row."""
+    from omconnect.connectors.mysql.source import MySqlSourceConnector
+    from omconnect.testing.connectors import SourceHarness
+
+    config = _source_config(server, "initial")
+    started = time.perf_counter()
+    harness = SourceHarness(MySqlSourceConnector, config)
+    try:
+        got = 0
+        deadline = started + 600
+        while got < rows:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"snapshot returned {got} of {rows} rows")
+            records = harness.task.poll() or []
+            got += sum(1 for r in records if r.topic.endswith(".six") and r.value is not None)
+        seconds = time.perf_counter() - started
+    finally:
+        harness.stop()
+    return Run("snapshot", workload, got, seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
 
 SCENARIOS: dict[str, Scenario] = {
     "raw": lambda server, workload, rows, _dir: run_raw(server, workload, rows),
+    "e2e-sqlite": lambda server, workload, rows, d: run_e2e(server, workload, rows, d, "sqlite"),
+    "e2e-postgres": lambda server, workload, rows, d: run_e2e(
+        server, workload, rows, d, "postgres"
+    ),
+    "snapshot": run_snapshot,
 }
 
 
