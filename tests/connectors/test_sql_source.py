@@ -38,6 +38,7 @@ from omconnect.connect.schema import (
 )
 from omconnect.connectors.sql.source import SqlSourceConnector
 from omconnect.connectors.sql.source_config import Mode, load_source_config
+from omconnect.connectors.sql.source_database import database_errors
 from omconnect.connectors.sql.source_offsets import Position
 from omconnect.connectors.sql.source_query import ModeColumns, build_select, compiled_sql
 from omconnect.connectors.sql.source_schedule import PollSchedule
@@ -48,7 +49,7 @@ from omconnect.connectors.sql.source_tables import (
     group_tables,
     select_tables,
 )
-from omconnect.errors import ConfigError, FatalError
+from omconnect.errors import ConfigError, FatalError, RetriableError
 from omconnect.runtime.standalone import Standalone
 from omconnect.testing.connectors import SourceConnectorConformance, SourceHarness
 
@@ -925,3 +926,36 @@ def test_pipeline_through_the_standalone_runtime_resumes_after_a_restart(
     assert [v["id"] for v in everything] == [1, 2, 3, 4, 5, 6, 7, 8]  # no row twice
     # The Timestamp field as the JSON converter writes it: epoch ms (12:00:01 UTC).
     assert everything[0] == {"id": 1, "name": "row 1", "ts": 1714564801000, "note": None}
+
+
+def test_tables_of_another_schema_are_read_when_named(postgres_db: Db) -> None:
+    with postgres_db.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE SCHEMA sales")
+        connection.exec_driver_sql("CREATE TABLE sales.orders (id INT NOT NULL, what TEXT)")
+        connection.exec_driver_sql("CREATE TABLE orders (id INT NOT NULL, what TEXT)")
+        connection.exec_driver_sql("INSERT INTO sales.orders VALUES (1, 'sold')")
+        connection.exec_driver_sql("INSERT INTO orders VALUES (1, 'plain')")
+    source = config(postgres_db, "incrementing", table_include_list="sales.orders")
+    harness = SourceHarness(SqlSourceConnector, source)
+    try:
+        records = drain(harness, 1)
+    finally:
+        harness.stop()
+    assert [r.value.get("what") for r in records] == ["sold"]
+    assert records[0].source_partition == {"table": "sales.orders"}
+    assert records[0].topic == "db-orders"
+
+
+def test_database_errors_are_classified() -> None:
+    lost = sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    with (
+        pytest.raises(RetriableError, match="server closed the connection"),
+        database_errors("reading table t"),
+    ):
+        raise lost
+    bad = sa.exc.ProgrammingError("SELEC 1", {}, Exception("syntax error at SELEC"))
+    with (
+        pytest.raises(FatalError, match="reading table t: syntax error"),
+        database_errors("reading table t"),
+    ):
+        raise bad
