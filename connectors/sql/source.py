@@ -25,6 +25,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
+import sqlalchemy as sa
+
 from omconnect.connect.config import KeyError_, PluginConfig
 from omconnect.connect.connector import SourceConnector, SourceTask
 from omconnect.connect.records import SourceRecord, partition_key
@@ -158,6 +160,11 @@ class SqlSourceTask(SourceTask):
     def __init__(self, clock: Callable[[], dt.datetime] = _utc_now) -> None:
         self.clock = clock
         """The current time, timezone-aware."""
+        self._lock = threading.Lock()  # held by poll; stop releases under it
+        self._stopping = threading.Event()
+        self._queriers: list[Querier] = []
+        self._current: Querier | None = None  # the querier whose query is open
+        self._engine: sa.Engine | None = None
 
     def version(self) -> str:
         return VERSION
@@ -176,9 +183,6 @@ class SqlSourceTask(SourceTask):
             if self._config.poll_cron:
                 querier.next_poll = self._schedule.next_poll(None, self.clock())
         self._engine = create_source_engine(self._config)
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._current: Querier | None = None
 
     def _make_queriers(self, config: Mapping[str, str]) -> list[Querier]:
         prefix = self._config.topic_prefix
@@ -218,6 +222,8 @@ class SqlSourceTask(SourceTask):
             due = min(self._queriers, key=lambda q: q.next_poll or now)
             if due.next_poll is not None and due.next_poll > now:
                 return [], seconds_until(due.next_poll, now)
+            if self._engine is None:
+                raise RuntimeError("poll before start")
             due.open(self._engine, now)
             self._current = due
         current = self._current
@@ -252,4 +258,5 @@ class SqlSourceTask(SourceTask):
         for querier in self._queriers:
             querier.close()
         self._current = None
-        self._engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()

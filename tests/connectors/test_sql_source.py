@@ -30,6 +30,7 @@ from omconnect.connect.schema import (
     INT32,
     INT64,
     STRING,
+    Schema,
     Struct,
     date_schema,
     decimal_schema,
@@ -171,6 +172,12 @@ def rows(count: int, first_id: int = 1, ts: dt.datetime | None = None) -> list[d
 
 def ids(records: list[SourceRecord]) -> list[int]:
     return [r.value.get("id") for r in records]
+
+
+def field_schemas(record: SourceRecord) -> dict[str, Schema]:
+    """Field name → schema of a record's struct value."""
+    assert record.value_schema is not None
+    return {f.name: f.schema for f in record.value_schema.fields}
 
 
 def drain(harness: SourceHarness, expected: int) -> list[SourceRecord]:
@@ -385,7 +392,7 @@ def test_custom_query_is_filtered_by_the_mode(db: Db) -> None:
     record = first[0]
     assert record.topic == "picked"
     assert record.source_partition == {"query": query}
-    assert [f.name for f in record.value_schema.fields] == ["id", "name", "ts"]
+    assert list(field_schemas(record)) == ["id", "name", "ts"]
     assert record.value.get("name") == "row 1"
 
 
@@ -495,7 +502,7 @@ def test_postgres_types_map_to_connect_schemas(postgres_db: Db) -> None:
             )"""
         )
     record = read_one(db, "typed")
-    schemas = {f.name: f.schema for f in record.value_schema.fields}
+    schemas = field_schemas(record)
     assert schemas == {
         "id": INT64,
         "small": INT16.as_optional(),
@@ -553,7 +560,7 @@ def test_mariadb_types_map_to_connect_schemas(mariadb_db: Db) -> None:
             )"""
         )
     record = read_one(db, "typed")
-    schemas = {f.name: f.schema for f in record.value_schema.fields}
+    schemas = field_schemas(record)
     assert schemas == {
         "id": INT64,
         "tiny": INT8.as_optional(),
@@ -603,7 +610,7 @@ def test_sqlite_types_map_to_connect_schemas(sqlite_db: Db) -> None:
                '2024-05-01 12:00:00.000000')"""
         )
     record = read_one(sqlite_db, "typed", **{"db.timezone": "Europe/Paris"})
-    schemas = {f.name: f.schema for f in record.value_schema.fields}
+    schemas = field_schemas(record)
     assert schemas == {
         "id": INT64,
         "price": decimal_schema(2, 6, optional=True),
