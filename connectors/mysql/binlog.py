@@ -249,7 +249,7 @@ class BinlogStream:
         self.timestamp = 0
         """Binlog time (epoch seconds) of the last event returned (0: none yet)."""
 
-    def next(self) -> Event | None:
+    def next(self) -> Event:
         """The next event of interest: at most one heartbeat period away. Raises
         `BinlogConnectionLost`, `PositionGoneError` or `UndecodableEventError`."""
         while True:

@@ -115,7 +115,9 @@ def parse_grants(grants: Sequence[str]) -> Privileges:
 
 def _split_privileges(text: str) -> list[str]:
     # Column lists "SELECT (a, b)" contain commas: split outside parentheses only.
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1

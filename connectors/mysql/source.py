@@ -25,8 +25,8 @@ from omconnect.connect.connector import SourceConnector, SourceTask, TaskProgres
 from omconnect.connect.records import SourceRecord
 from omconnect.errors import FatalError, RetriableError
 
-from .binlog import BinlogConnectionLost, BinlogStream, Heartbeat
-from .config import Flavor, MySqlSourceConfig
+from .binlog import BinlogConnectionLost, BinlogStream, Heartbeat, PositionGoneError
+from .config import Flavor, MySqlSourceConfig, SnapshotMode
 from .events import EventBuilder
 from .filters import parse_filters
 from .offsets import BinlogOffset
@@ -317,6 +317,14 @@ class MySqlSourceTask(SourceTask):
                 event = stream.next()
             except BinlogConnectionLost as exc:
                 self._lost(exc)
+                break
+            except PositionGoneError:
+                if self._config.snapshot_mode is not SnapshotMode.WHEN_NEEDED:
+                    raise
+                log.warning("the binlog position was purged: taking a new snapshot")
+                self._close()
+                self._control = self._connect()
+                self._start_from(None)
                 break
             if isinstance(event, Heartbeat):
                 break

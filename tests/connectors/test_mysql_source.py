@@ -302,7 +302,7 @@ def test_ddl_gives_a_schema_change_record_and_the_new_column(
     assert change.value.as_dict()["after"] == {"id": 2, "name": "b", "qty": 2, "note": "hello"}
 
 
-def test_transaction_metadata_and_heartbeats(mariadb_server: MariaDBServer, database: str) -> None:
+def test_transaction_metadata(mariadb_server: MariaDBServer, database: str) -> None:
     config = _config(
         mariadb_server,
         "txmeta",
@@ -333,3 +333,58 @@ def test_transaction_metadata_and_heartbeats(mariadb_server: MariaDBServer, data
     assert end["event_count"] == 2
     assert end["data_collections"] == [{"data_collection": f"{database}.items", "event_count": 2}]
     assert [first["transaction"]["total_order"], second["transaction"]["total_order"]] == [1, 2]
+
+
+def test_heartbeats_carry_the_current_offset(mariadb_server: MariaDBServer, database: str) -> None:
+    config = _config(mariadb_server, "hb", database, **{"heartbeat.interval.ms": "100"})
+    harness = SourceHarness(MySqlSourceConnector, config)
+    try:
+        mariadb_server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
+        change = harness.poll_until(1)
+        beats = [r for r in harness.poll_until(1) if r.topic == "__omconnect-heartbeat.hb"]
+    finally:
+        harness.stop()
+    assert beats, "no heartbeat while idle"
+    assert beats[0].key.as_dict() == {"serverName": "hb"}
+    assert beats[0].source_offset["pos"] > change[0].source_offset["pos"]
+    assert beats[0].source_offset["event"] == 0
+
+
+def test_an_undecodable_compressed_event_stops_the_task(mariadb_factory: Any) -> None:
+    server = mariadb_factory()
+    server.execute(
+        "CREATE DATABASE shop",
+        "CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT, qty INT NOT NULL)",
+    )
+    harness = SourceHarness(MySqlSourceConnector, _config(server, "compressed", "shop"))
+    try:
+        server.execute("INSERT INTO items VALUES (1, 'a', 1)", database="shop")
+        first = harness.poll_until(1)
+        server.execute("SET GLOBAL log_bin_compress=ON")
+        server.execute(f"INSERT INTO items VALUES (2, '{'x' * 2000}', 2)", database="shop")
+        with pytest.raises(FatalError, match="log_bin_compress=OFF"):
+            harness.poll_until(1)
+    finally:
+        harness.stop()
+    assert _ids_of(first) == [("c", 1)]
+
+
+def test_an_unfinished_snapshot_is_taken_again(
+    mariadb_server: MariaDBServer, database: str
+) -> None:
+    mariadb_server.execute(
+        *(f"INSERT INTO items VALUES ({i}, 'n{i}', {i})" for i in range(1, 4)), database=database
+    )
+    config = _config(mariadb_server, "redo", database, **{"max.batch.size": "1"})
+    harness = SourceHarness(MySqlSourceConnector, config)
+    try:
+        first = harness.poll_until(1)
+        harness.restart()
+        again = harness.poll_until(3)
+        mariadb_server.execute("INSERT INTO items VALUES (4, 'd', 4)", database=database)
+        streamed = harness.poll_until(1)
+    finally:
+        harness.stop()
+    assert first[0].source_offset["snapshot"] is True
+    assert _ids_of(again) == [("r", 1), ("r", 2), ("r", 3)]
+    assert _ids_of(streamed) == [("c", 4)]
