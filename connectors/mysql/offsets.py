@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from omconnect.errors import FatalError
@@ -279,13 +279,3 @@ class TransactionTracker:
         else:  # before the resumed transaction began again, its skip still holds
             event, row = self._skip.events, self._skip.rows
         return BinlogOffset(self.file, self.restart_pos, self.gtids, event, row, False, self.ts_sec)
-
-    def reconnect_offset(self) -> BinlogOffset:
-        """Where a new reader must start after a lost connection: as `offset`, so the
-        open transaction is read again from its start and its emitted rows skipped."""
-        return self.offset()
-
-
-def restart_offset(offset: BinlogOffset) -> BinlogOffset:
-    """``offset`` as a streaming start (the snapshot flag cleared)."""
-    return replace(offset, snapshot=False)

@@ -77,11 +77,15 @@ def test_snapshot_then_streams_inserts_updates_deletes(
     mariadb_server.execute(
         *(f"INSERT INTO items VALUES ({i}, 'n{i}', {i})" for i in range(1, 6)), database=database
     )
-    config = _config(mariadb_server, "snap", database, **{"snapshot.fetch.size": "2"})
+    config = _config(
+        mariadb_server, "snap", database, **{"snapshot.fetch.size": "2", "max.batch.size": "2"}
+    )
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
-        snapshot = harness.poll_until(5)
+        snapshot = harness.poll_until(2)
         progress = harness.task.progress()
+        snapshot += harness.poll_until(3)
+        progress_after = harness.task.progress()
         mariadb_server.execute(
             "INSERT INTO items VALUES (6, 'six', 6)",
             "UPDATE items SET qty = 60 WHERE id = 6",
@@ -98,7 +102,9 @@ def test_snapshot_then_streams_inserts_updates_deletes(
     assert [s["snapshot"] for s in sources] == ["true"] * 4 + ["last"]
     assert snapshot[-1].source_offset["snapshot"] is False
     assert snapshot[0].source_offset["snapshot"] is True
-    assert progress is None or progress.phase == "snapshot"
+    assert progress is not None and progress.phase == "snapshot" and progress.done >= 2
+    assert progress.total is not None
+    assert progress_after is None
     assert _values(streamed) == [
         ("c", None, {"id": 6, "name": "six", "qty": 6}),
         ("u", {"id": 6, "name": "six", "qty": 6}, {"id": 6, "name": "six", "qty": 60}),
