@@ -58,6 +58,17 @@ BUILTIN_CONNECTORS: tuple[BuiltinPlugin, ...] = (
         ),
     ),
     BuiltinPlugin(
+        "omconnect.connectors.mysql.source:MySqlSourceConnector",
+        (
+            "mysql-source",
+            "mariadb-source",
+            "MySqlSourceConnector",
+            "MySqlConnector",
+            "io.debezium.connector.mysql.MySqlConnector",
+            "io.debezium.connector.mariadb.MariaDbConnector",
+        ),
+    ),
+    BuiltinPlugin(
         "omconnect.connectors.sql.sink:SqlSinkConnector",
         (
             "sql-sink",
