@@ -13,6 +13,7 @@ is retried with the same records after a backoff; anything else fails the task.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -36,6 +37,10 @@ from omconnect.runtime.record_mapping import key_bytes, to_sink_record, value_by
 from omconnect.runtime.task_common import StateListener, TaskId, TaskThread, TopicCreator
 
 log = logging.getLogger(__name__)
+
+_REGEX_REFRESH_S = 1.0
+"""How often a ``topics.regex`` sink looks for new matching queues (Kafka: metadata
+refresh)."""
 
 Transform = Callable[[SinkRecord], SinkRecord | None]
 
@@ -92,6 +97,7 @@ class SinkTaskRunner(TaskThread):
         *,
         access_point: MessagingAccessPoint,
         topics: Sequence[str],
+        topics_regex: str = "",
         key_converter: Converter,
         value_converter: Converter,
         transform: Transform,
@@ -104,6 +110,8 @@ class SinkTaskRunner(TaskThread):
         super().__init__(task_id, task, config, errors, on_state)
         self._ap = access_point
         self._topics = tuple(topics)
+        self._pattern = re.compile(topics_regex) if topics_regex else None
+        self._next_match = 0.0  # monotonic time of the next look for matching queues
         self._key_converter = key_converter
         self._value_converter = value_converter
         self._transform = transform
@@ -129,10 +137,20 @@ class SinkTaskRunner(TaskThread):
         return self._active
 
     def _prepare(self) -> None:
-        creator = TopicCreator(self._ap)  # like Kafka's auto.create.topics.enable
-        for topic in self._topics:
-            creator.ensure(topic)
-        self._consumer = self._ap.create_pull_consumer(
+        if self._pattern is not None:
+            self._topics = self._matching_topics()
+        else:
+            creator = TopicCreator(self._ap)  # like Kafka's auto.create.topics.enable
+            for topic in self._topics:
+                creator.ensure(topic)
+        self._consumer = self._subscribe()
+
+    def _subscribe(self) -> PullConsumer | None:
+        """A consumer of the task's topics in the connector's group (None while a
+        ``topics.regex`` matches no queue yet)."""
+        if not self._topics:
+            return None
+        return self._ap.create_pull_consumer(
             f"connect-{self.task_id.connector}",
             self._topics,
             start_from="earliest",
@@ -141,24 +159,50 @@ class SinkTaskRunner(TaskThread):
             fetch_max_messages=self._batch_size,
         )
 
+    def _matching_topics(self) -> tuple[str, ...]:
+        """The queues whose whole name matches ``topics.regex``, sorted."""
+        assert self._pattern is not None
+        self._next_match = time.monotonic() + _REGEX_REFRESH_S
+        names = (q.name for q in self._ap.resources.list_queues())
+        return tuple(sorted(n for n in names if self._pattern.fullmatch(n)))
+
+    def _follow_pattern(self) -> None:
+        """With ``topics.regex``: once a second, subscribe anew when the set of
+        matching queues changed (offsets of what was flushed are committed first)."""
+        if self._pattern is None or time.monotonic() < self._next_match:
+            return
+        topics = self._matching_topics()
+        if topics == self._topics:
+            return
+        log.info("sink task %s: topics.regex now matches %s", self.task_id, ", ".join(topics))
+        if self._consumer is not None:
+            self._commit(self._consumer)
+            self._close_partitions(list(self.owned))
+            self._consumer.close()
+        self._topics = topics
+        self._consumer = self._subscribe()
+
     def _context(self) -> _Context:
         return _Context(self)
 
     def _work(self) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            raise RuntimeError("sink task worked before it was prepared")
-        self._loop(consumer)
-        self._commit(consumer)
+        self._loop()
+        if self._consumer is not None:
+            self._commit(self._consumer)
         self._close_partitions(list(self.owned))
 
     def _release(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
 
-    def _loop(self, consumer: PullConsumer) -> None:
+    def _loop(self) -> None:
         last_commit = time.monotonic()
         while not self._stopping.is_set():
+            self._follow_pattern()
+            consumer = self._consumer
+            if consumer is None:  # topics.regex matches nothing yet
+                self._stopping.wait(0.2)
+                continue
             self._sync_assignment(consumer)
             if not self._running.is_set():
                 self._running.wait(0.5)

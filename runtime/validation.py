@@ -73,7 +73,7 @@ def validate_connector_config(
     cls = _connector_class(plugin, raw, out)
     out.section(COMMON, ConnectorConfig, resolved)
     if cls is not None and issubclass(cls, SinkConnector) and not _has_topics(resolved):
-        out.error(COMMON, "topics", "a sink connector needs at least one topic")
+        out.error(COMMON, "topics", "a sink connector needs topics or topics.regex")
     for side in ("key.converter", "value.converter"):
         _converter_section(side, resolved, out)
     _transform_section(resolved, out)
@@ -263,6 +263,8 @@ def _connector_class(
 
 def _has_topics(config: Mapping[str, Any]) -> bool:
     topics = config.get("topics", "")
+    if str(config.get("topics.regex", "")).strip():
+        return True
     return bool(split_list(topics) if isinstance(topics, str) else topics)
 
 

@@ -12,12 +12,13 @@ Connect leaves it FAILED.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from omconnect.access_point import MessagingAccessPoint
 from omconnect.connect.config import PluginConfig, parse_config
@@ -59,6 +60,23 @@ class ConnectorConfig(PluginConfig):
     topics: list[str] = Field(
         default_factory=list, description="Sink connectors: the queues to consume."
     )
+    topics_regex: str = Field(
+        "",
+        alias="topics.regex",
+        description="Sink connectors: consume every queue whose whole name matches this"
+        " regular expression, including queues created later (instead of topics).",
+    )
+
+    @field_validator("topics_regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
     key_converter: str | None = Field(
         None, alias="key.converter", description="Overrides the worker's key converter."
     )
@@ -108,8 +126,11 @@ def check_connector_config(config: Mapping[str, Any]) -> tuple[ConnectorConfig, 
     errors = instance.validate(raw)
     if errors:
         raise ConfigError(errors[0].key, errors[0].reason)
-    if isinstance(instance, SinkConnector) and not parsed.topics:
-        raise ConfigError("topics", "a sink connector needs at least one topic")
+    if isinstance(instance, SinkConnector):
+        if not parsed.topics and not parsed.topics_regex:
+            raise ConfigError("topics", "a sink connector needs topics or topics.regex")
+        if parsed.topics and parsed.topics_regex:
+            raise ConfigError("topics.regex", "give either topics or topics.regex, not both")
     make_transform(raw)  # fail now on bad transforms, not in the task
     return parsed, instance
 
@@ -332,7 +353,13 @@ class Worker:
                 **common,
             )
         return SinkTaskRunner(
-            task_id, task, config, access_point=self._ap, topics=parsed.topics, **common
+            task_id,
+            task,
+            config,
+            access_point=self._ap,
+            topics=parsed.topics,
+            topics_regex=parsed.topics_regex,
+            **common,
         )
 
     def _task_state(
