@@ -17,6 +17,7 @@ None bytes read back as ``(None, None)``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -77,6 +78,8 @@ class JsonConverter(Converter):
     def __init__(self) -> None:
         self.config = parse_config(JsonConverterConfig, {})
         self._schema_text: dict[Schema, str] = {}
+        self._parsed: dict[bytes, Schema | None] = {}  # schema JSON text -> schema
+        self._last: bytes | None = None  # the schema text found last
 
     def configure(self, config: Mapping[str, Any], is_key: bool) -> None:
         """Read ``schemas.enable``, ``decimal.format``, ``replace.null.with.default``
@@ -84,6 +87,8 @@ class JsonConverter(Converter):
         self.config = parse_config(JsonConverterConfig, config)
         self.is_key = is_key
         self._schema_text.clear()
+        self._parsed.clear()
+        self._last = None
 
     @property
     def _numeric(self) -> bool:
@@ -133,18 +138,56 @@ class JsonConverter(Converter):
         try:
             if not self.config.schemas_enable:
                 return None, loads(data, exact=False)
-            node = loads(data, exact=True)
-            if not isinstance(node, dict) or node.keys() != {"schema", "payload"}:
-                raise ConversionError(ENVELOPE_HINT)
-            schema = schema_from_json(node["schema"])
+            schema, payload = self._envelope(data)
             value = value_from_json(
-                schema,
-                node["payload"],
-                replace_null_with_default=self.config.replace_null_with_default,
+                schema, payload, replace_null_with_default=self.config.replace_null_with_default
             )
         except ConversionError as exc:
             raise self.error(topic, "from JSON", exc) from None
         return schema, value
+
+    def _envelope(self, data: bytes) -> tuple[Schema | None, Any]:
+        """The schema and the parsed payload of an envelope. The compact form this
+        converter writes (``{"schema":S,"payload":P}``) parses a schema text S once
+        and then finds it again by comparing bytes (Kafka's to-connect schema cache);
+        any other JSON layout is parsed in full."""
+        if data.startswith(_HEAD) and data.endswith(b"}"):
+            last = self._last
+            if last is not None and data.startswith(last, len(_HEAD)):
+                end = len(_HEAD) + len(last)
+                if data.startswith(_SEPARATOR, end):
+                    return self._parsed[last], loads(data[end + len(_SEPARATOR) : -1], exact=True)
+            for text, schema in self._parsed.items():
+                end = len(_HEAD) + len(text)
+                if data.startswith(text, len(_HEAD)) and data.startswith(_SEPARATOR, end):
+                    self._last = text
+                    return schema, loads(data[end + len(_SEPARATOR) : -1], exact=True)
+        node = loads(data, exact=True)
+        if not isinstance(node, dict) or node.keys() != {"schema", "payload"}:
+            raise ConversionError(ENVELOPE_HINT)
+        schema = schema_from_json(node["schema"])
+        if data.startswith(_HEAD) and self.config.schemas_cache_size:
+            self._remember(data, schema)
+        return schema, node["payload"]
+
+    def _remember(self, data: bytes, schema: Schema | None) -> None:
+        """Cache the schema text of compact envelope ``data`` (already parsed whole)."""
+        try:
+            _, end = _DECODER.raw_decode(data.decode("utf-8"), len(_HEAD))
+        except ValueError:
+            return
+        text = data.decode("utf-8")[len(_HEAD) : end].encode("utf-8")
+        if not data.startswith(_SEPARATOR, len(_HEAD) + len(text)):
+            return
+        if len(self._parsed) >= self.config.schemas_cache_size:
+            self._parsed.clear()
+        self._parsed[text] = schema
+        self._last = text
+
+
+_HEAD = b'{"schema":'
+_SEPARATOR = b',"payload":'
+_DECODER = json.JSONDecoder()
 
 
 def _has_decimal(schema: Schema) -> bool:

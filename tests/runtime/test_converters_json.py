@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from converter_strategies import SCHEMAS_AND_VALUES
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from omconnect.connect.schema import (
     BOOLEAN,
@@ -443,3 +444,28 @@ def test_struct_map_and_array_defaults_round_trip() -> None:
 def test_a_struct_without_a_schema_is_written_with_its_own() -> None:
     value = Struct(USERS, {"id": 3, "name": "bo"})
     assert converter().to_connect("t", converter().from_connect("t", None, value)) == (USERS, value)
+
+
+_SHARED = converter()  # one converter across examples: its schema cache sees them all
+
+
+@given(st.lists(SCHEMAS_AND_VALUES, min_size=1, max_size=6))
+@settings(max_examples=60)
+def test_the_schema_cache_of_one_converter_never_mixes_schemas(
+    cases: list[tuple[Schema, Any]],
+) -> None:
+    encoded = [(_SHARED.from_connect("t", s, v), s, v) for s, v in cases]
+    for _ in range(2):  # the second pass reads every schema from the cache
+        for data, schema, value in encoded:
+            assert _SHARED.to_connect("t", data) == (schema, value)
+
+
+def test_envelopes_in_another_layout_are_read_in_full() -> None:
+    conv = converter()
+    compact = conv.from_connect("t", USERS, Struct(USERS, {"id": 1, "name": "a"}))
+    node = json.loads(compact)
+    spaced = json.dumps({"payload": node["payload"], "schema": node["schema"]}, indent=1)
+    assert conv.to_connect("t", spaced.encode()) == conv.to_connect("t", compact)
+    assert conv.to_connect("t", compact)[1] == Struct(USERS, {"id": 1, "name": "a"})
+    with pytest.raises(ConversionError):
+        conv.to_connect("t", compact[:-1] + b',"extra":1}')
