@@ -29,6 +29,7 @@ import math
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from enum import Enum
 from typing import Any
 
@@ -101,16 +102,17 @@ class Schema:
     fields: tuple[Field, ...] = ()
     key_schema: Schema | None = None  # MAP
     value_schema: Schema | None = None  # MAP and ARRAY
+    _by_name: dict[str, Field] = dataclass_field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         _check_schema(self)
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
 
     def field(self, name: str) -> Field | None:
         """The struct field called ``name``, or None."""
-        for f in self.fields:
-            if f.name == name:
-                return f
-        return None
+        return self._by_name.get(name)
 
     @property
     def params(self) -> dict[str, str]:
@@ -218,6 +220,16 @@ class Struct:
         self._values: dict[str, Any] = {}
         for name, value in (values or {}).items():
             self.put(name, value)
+
+    @classmethod
+    def of_checked(cls, schema: Schema, values: dict[str, Any]) -> Struct:
+        """A Struct of ``values`` that the caller has already checked field by field
+        against ``schema`` (a converter that built each value from its field schema),
+        so they are not checked again. ``values`` is taken over, not copied."""
+        struct = cls.__new__(cls)
+        struct.schema = schema
+        struct._values = values
+        return struct
 
     def put(self, name: str, value: Any) -> Struct:
         """Set a field (checked against its schema); returns self for chaining."""

@@ -78,6 +78,7 @@ class JsonConverter(Converter):
     def __init__(self) -> None:
         self.config = parse_config(JsonConverterConfig, {})
         self._schema_text: dict[Schema, str] = {}
+        self._schema_by_id: dict[int, tuple[Schema, str]] = {}
         self._parsed: dict[bytes, Schema | None] = {}  # schema JSON text -> schema
         self._last: bytes | None = None  # the schema text found last
 
@@ -87,6 +88,7 @@ class JsonConverter(Converter):
         self.config = parse_config(JsonConverterConfig, config)
         self.is_key = is_key
         self._schema_text.clear()
+        self._schema_by_id.clear()
         self._parsed.clear()
         self._last = None
 
@@ -116,19 +118,25 @@ class JsonConverter(Converter):
         return text.encode("utf-8")
 
     def _schema_json(self, schema: Schema | None) -> str:
+        """The JSON text of ``schema``, cached by identity first (hashing a deep schema
+        costs more than the lookup), then by equality."""
         if schema is None:
             return "null"
+        known = self._schema_by_id.get(id(schema))
+        if known is not None and known[0] is schema:
+            return known[1]
         try:
-            return self._schema_text[schema]
-        except KeyError:
-            pass
+            text = self._schema_text.get(schema)
         except TypeError:  # a schema with an unhashable default (a map or list)
             return dumps(schema_to_json(schema))
-        text = dumps(schema_to_json(schema))
+        if text is None:
+            text = dumps(schema_to_json(schema))
         if len(self._schema_text) >= self.config.schemas_cache_size:
             self._schema_text.clear()
+            self._schema_by_id.clear()
         if self.config.schemas_cache_size:
             self._schema_text[schema] = text
+            self._schema_by_id[id(schema)] = (schema, text)  # holds it: the id stays its
         return text
 
     def to_connect(self, topic: str, data: bytes | None) -> tuple[Schema | None, Any]:

@@ -401,10 +401,8 @@ class _FromJson:
             f.name: self.convert(f.schema, node.get(f.name), _child(path, f.name))
             for f in schema.fields
         }
-        try:
-            return Struct(schema, values)
-        except SchemaError as exc:
-            raise _fail(path, str(exc)) from None
+        # Each value was just converted and checked against its field's schema.
+        return Struct.of_checked(schema, values)
 
 
 def _base64(node: Any, path: str) -> bytes:
