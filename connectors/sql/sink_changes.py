@@ -154,10 +154,10 @@ class ChangeReader:
 def _envelope(value: Any) -> _Envelope | None:
     """The change-event parts of ``value``, or None if it is not a change event."""
     if isinstance(value, Struct):
-        names = {f.name for f in value.schema.fields}
-        if not names >= ENVELOPE_FIELDS:
+        schema = value.schema
+        if any(schema.field(name) is None for name in ENVELOPE_FIELDS):
             return None
-        source = value.get("source") if "source" in names else None
+        source = value.get("source") if schema.field("source") is not None else None
         return _Envelope(str(value.get("op")), value.get("after"), *_source(source))
     if (
         isinstance(value, Mapping)
@@ -171,10 +171,9 @@ def _envelope(value: Any) -> _Envelope | None:
 def _source(source: Any) -> tuple[str | None, str | None]:
     """``db`` and ``table`` of a change event's source block (None where absent)."""
     if isinstance(source, Struct):
-        names = {f.name for f in source.schema.fields}
-        return tuple(  # type: ignore[return-value]
-            _text(source.get(n)) if n in names else None for n in ("db", "table")
-        )
+        has = source.schema.field
+        db = _text(source.get("db")) if has("db") is not None else None
+        return db, _text(source.get("table")) if has("table") is not None else None
     if isinstance(source, Mapping):
         return _text(source.get("db")), _text(source.get("table"))
     return None, None

@@ -18,7 +18,7 @@ None bytes read back as ``(None, None)``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -35,6 +35,7 @@ from omconnect.runtime.converters.json_data import (
     value_from_json,
     value_to_json,
 )
+from omconnect.runtime.converters.json_plans import Fallback, Plan, from_json_plan, to_json_plan
 
 ENVELOPE_HINT = (
     "JsonConverter with schemas.enable needs an object with exactly the fields "
@@ -81,6 +82,8 @@ class JsonConverter(Converter):
         self._schema_by_id: dict[int, tuple[Schema, str]] = {}
         self._parsed: dict[bytes, Schema | None] = {}  # schema JSON text -> schema
         self._last: bytes | None = None  # the schema text found last
+        self._to_plans: dict[int, tuple[Schema, Plan]] = {}
+        self._from_plans: dict[int, tuple[Schema, Plan]] = {}
 
     def configure(self, config: Mapping[str, Any], is_key: bool) -> None:
         """Read ``schemas.enable``, ``decimal.format``, ``replace.null.with.default``
@@ -91,6 +94,8 @@ class JsonConverter(Converter):
         self._schema_by_id.clear()
         self._parsed.clear()
         self._last = None
+        self._to_plans.clear()
+        self._from_plans.clear()
 
     @property
     def _numeric(self) -> bool:
@@ -103,12 +108,7 @@ class JsonConverter(Converter):
         if schema is None and isinstance(value, Struct):
             schema = value.schema  # a Struct carries its schema (Kafka would refuse)
         try:
-            payload = value_to_json(
-                schema,
-                value,
-                numeric_decimals=self._numeric,
-                replace_null_with_default=self.config.replace_null_with_default,
-            )
+            payload = self._to_json(schema, value)
             exact = self._numeric and schema is not None and _has_decimal(schema)
             text = dumps_exact(payload) if exact else dumps(payload)
             if self.config.schemas_enable:
@@ -147,12 +147,58 @@ class JsonConverter(Converter):
             if not self.config.schemas_enable:
                 return None, loads(data, exact=False)
             schema, payload = self._envelope(data)
-            value = value_from_json(
-                schema, payload, replace_null_with_default=self.config.replace_null_with_default
-            )
+            value = self._from_json(schema, payload)
         except ConversionError as exc:
             raise self.error(topic, "from JSON", exc) from None
         return schema, value
+
+    def _to_json(self, schema: Schema | None, value: Any) -> Any:
+        """`value_to_json` with this converter's options; structs by a compiled plan."""
+        if schema is not None and schema.type is Type.STRUCT:
+            try:
+                return self._plan(self._to_plans, schema, to_json_plan)(value)
+            except Fallback:
+                pass
+        return self._generic_to_json(schema, value)
+
+    def _from_json(self, schema: Schema | None, node: Any) -> Any:
+        """`value_from_json` with this converter's options; structs by a compiled plan."""
+        if schema is not None and schema.type is Type.STRUCT:
+            try:
+                return self._plan(self._from_plans, schema, from_json_plan)(node)
+            except Fallback:
+                pass
+        return self._generic_from_json(schema, node)
+
+    def _generic_to_json(self, schema: Schema | None, value: Any) -> Any:
+        return value_to_json(
+            schema,
+            value,
+            numeric_decimals=self._numeric,
+            replace_null_with_default=self.config.replace_null_with_default,
+        )
+
+    def _generic_from_json(self, schema: Schema | None, node: Any) -> Any:
+        return value_from_json(
+            schema, node, replace_null_with_default=self.config.replace_null_with_default
+        )
+
+    def _plan(
+        self,
+        plans: dict[int, tuple[Schema, Plan]],
+        schema: Schema,
+        make: Callable[[Schema, Callable[[Schema, Any], Any]], Plan],
+    ) -> Plan:
+        """The compiled plan of ``schema`` from ``plans`` (by identity), made once."""
+        known = plans.get(id(schema))
+        if known is not None and known[0] is schema:
+            return known[1]
+        generic = self._generic_to_json if plans is self._to_plans else self._generic_from_json
+        plan = make(schema, generic)
+        if len(plans) >= max(1, self.config.schemas_cache_size):
+            plans.clear()
+        plans[id(schema)] = (schema, plan)  # holds the schema: its id stays its own
+        return plan
 
     def _envelope(self, data: bytes) -> tuple[Schema | None, Any]:
         """The schema and the parsed payload of an envelope. The compact form this
