@@ -9,9 +9,12 @@ new one from its own position. Events the library cannot decode (compressed
 transaction payloads, MariaDB compressed events, unknown types) raise
 `UndecodableEventError`: dropping them would lose changes.
 
-File/position resume works on MySQL and MariaDB alike with ``is_mariadb=False``
-(the library's MariaDB mode ignores ``log_file``/``log_pos``), so that is the
-only mode used here.
+Positioning: by file/position with ``is_mariadb=False`` on MySQL and MariaDB
+alike (the library's MariaDB mode ignores ``log_file``/``log_pos``); by GTID with
+``auto_position``: MySQL's executed GTID set (COM_BINLOG_DUMP_GTID), or with
+``is_mariadb=True`` MariaDB's GTID position (``@slave_connect_state``, strict mode):
+the server then sends the transactions after it, starting with a fake Rotate to the
+file it found, and a fake Gtid_list event whose end is where reading starts.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
+    MariadbGtidListEvent,
     NotImplementedEvent,
     QueryEvent,
     RotateEvent,
@@ -88,6 +92,13 @@ class Rotate:
 
 
 @dataclass(frozen=True, slots=True)
+class Position:
+    """An event outside any transaction ended at ``end_pos`` of the current file."""
+
+    end_pos: int
+
+
+@dataclass(frozen=True, slots=True)
 class Begin:
     """A transaction starts at ``pos`` (GTID, anonymous GTID or BEGIN event)."""
 
@@ -135,7 +146,7 @@ class Heartbeat:
     """The server is idle (or still sending skipped events)."""
 
 
-Event = Rotate | Begin | Statement | Commit | Rows | Heartbeat
+Event = Rotate | Position | Begin | Statement | Commit | Rows | Heartbeat
 _CONTROL_QUERIES = {"BEGIN": "begin", "COMMIT": "commit", "ROLLBACK": "commit"}
 
 
@@ -146,6 +157,8 @@ def translate(event: Any) -> Event | None:
     start = packet.log_pos - packet.event_size if packet.log_pos else 0
     if isinstance(event, RotateEvent):
         return Rotate(event.next_binlog, event.position)
+    if isinstance(event, MariadbGtidListEvent):
+        return Position(packet.log_pos) if packet.log_pos else None
     if isinstance(event, MariadbGtidEvent):
         return Begin(start, event.gtid, bool(event.flags & _FL_STANDALONE))
     if isinstance(event, GtidEvent):
@@ -219,8 +232,9 @@ class _OneStreamConnection:
 
 class BinlogStream:
     """Reads the binlog from ``file``/``pos`` (the start of a transaction or of an
-    event outside one). Not thread-safe: one reader thread; `close` may be called
-    once it stopped reading."""
+    event outside one), or, given ``gtids``, from the first transaction not in that
+    GTID set (MySQL) or after that GTID position (MariaDB, ``mariadb=True``). Not
+    thread-safe: one reader thread; `close` may be called once it stopped reading."""
 
     def __init__(
         self,
@@ -230,6 +244,8 @@ class BinlogStream:
         pos: int,
         *,
         heartbeat_s: float,
+        gtids: str | None = None,
+        mariadb: bool = False,
     ) -> None:
         connection = {**settings, "read_timeout": max(settings.get("connect_timeout", 30), 2)}
         connection.pop("database", None)
@@ -240,7 +256,8 @@ class BinlogStream:
             resume_stream=True,
             log_file=file,
             log_pos=pos,
-            is_mariadb=False,
+            auto_position=gtids,
+            is_mariadb=mariadb and gtids is not None,
             filter_non_implemented_events=False,
             slave_heartbeat=heartbeat_s,
             pymysql_wrapper=_OneStreamConnection(),

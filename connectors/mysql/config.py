@@ -37,6 +37,17 @@ class Flavor(StrEnum):
     MARIADB = "mariadb"
 
 
+class Positioning(StrEnum):
+    """How a reader is positioned in the binlog on (re)start."""
+
+    AUTO = "auto"
+    """By GTID when the server has GTIDs and the offset a GTID set, else by file."""
+    GTID = "gtid"
+    """By GTID; the task fails if the server has no GTIDs."""
+    FILE = "file"
+    """By binlog file and position only (one server, no failover)."""
+
+
 _SNAPSHOT_ALIASES = {"schema_only": "no_data", "schema_only_recovery": "when_needed"}
 
 
@@ -133,6 +144,15 @@ class MySqlSourceConfig(FilterConfig):
         Flavor.AUTO,
         alias="database.flavor",
         description="mysql, mariadb, or auto (detected from SELECT VERSION()).",
+    )
+    positioning: Positioning = Field(
+        Positioning.AUTO,
+        alias="binlog.positioning",
+        description="auto, gtid or file: resume by GTID set (survives a failover to "
+        "another server of the replication topology, and a purged binlog file whose "
+        "transactions were all captured) or by binlog file and position. auto uses "
+        "GTIDs when the server has them (MySQL gtid_mode=ON; MariaDB: a non-empty "
+        "gtid_binlog_pos) and the stored offset holds a GTID set.",
     )
     tasks_max: int = Field(
         1,

@@ -9,7 +9,11 @@ says where to restart and what to skip there:
   completed transaction when no transaction is open. A restart reads from there.
 - ``gtids``: the GTIDs of the completed transactions (MySQL: a GTID set such as
   ``uuid:1-10``; MariaDB: one ``domain-server-seq`` per domain), up to the last one
-  completed. Informational for file/position resume; the source block shows them.
+  completed. GTID positioning resumes from this set (`plan.gtid_positioning`).
+- ``transaction_gtid``: the GTID of the transaction at ``pos`` while its rows are
+  partly emitted (empty otherwise). With GTID positioning the file and position
+  may name another server's binlog, so the transaction whose rows are skipped is
+  recognised by this GTID (by ``pos`` without one).
 - ``event``: row events of the transaction at ``pos`` whose rows were all emitted;
   ``row``: rows of the next row event already emitted. A restart skips both.
 - ``snapshot``: true while the snapshot runs (a restart redoes the snapshot).
@@ -43,6 +47,7 @@ class BinlogOffset:
     row: int = 0
     snapshot: bool = False
     ts_sec: int = 0
+    transaction_gtid: str = ""
 
     def as_offset(self) -> dict[str, str | int | bool]:
         """The flat map stored by the runtime."""
@@ -50,6 +55,7 @@ class BinlogOffset:
             "file": self.file,
             "pos": self.pos,
             "gtids": self.gtids,
+            "transaction_gtid": self.transaction_gtid,
             "event": self.event,
             "row": self.row,
             "snapshot": self.snapshot,
@@ -83,6 +89,7 @@ class BinlogOffset:
             row=values["row"],
             snapshot=stored.get("snapshot") is True,
             ts_sec=values["ts_sec"],
+            transaction_gtid=str(stored.get("transaction_gtid") or ""),
         )
 
 
@@ -178,8 +185,10 @@ class TransactionTracker:
 
     A transaction starts at its GTID event (or BEGIN without one) and ends at its XID
     or COMMIT event; a DDL statement is a transaction of its own. ``skip`` applies to
-    the first transaction that starts at the reader's start position: those rows were
-    emitted before the restart.
+    the transaction whose rows the start offset says were partly emitted: the one
+    with the offset's ``transaction_gtid`` when it has one (GTID positioning may
+    read another server, with other positions), else the one starting at the
+    offset's ``pos``.
     """
 
     def __init__(self, start: BinlogOffset) -> None:
@@ -194,12 +203,20 @@ class TransactionTracker:
         self.ts_sec = start.ts_sec
         self._skip = Skip(start.event, start.row) if start.mid_transaction else Skip()
         self._skip_pos = start.pos
+        self._skip_gtid = start.transaction_gtid if start.mid_transaction else ""
         self._skipping = False
 
     # -- events -------------------------------------------------------------------------
     def rotate(self, file: str, pos: int) -> None:
         """A RotateEvent: the binlog continues in ``file`` at ``pos``."""
         self.file = file
+        if not self.in_transaction:
+            self.restart_pos = pos
+
+    def position(self, pos: int) -> None:
+        """The binlog continues at ``pos`` in the current file (an event outside any
+        transaction ended there, e.g. the GTID list a GTID-positioned reader starts
+        with): a restart may begin there."""
         if not self.in_transaction:
             self.restart_pos = pos
 
@@ -218,7 +235,12 @@ class TransactionTracker:
         self.gtid = gtid
         self.events_done = 0
         self.rows_done = 0
-        self._skipping = bool(self._skip.events or self._skip.rows) and pos == self._skip_pos
+        self._skipping = bool(self._skip.events or self._skip.rows) and self._is_skipped(pos, gtid)
+
+    def _is_skipped(self, pos: int, gtid: str) -> bool:
+        if self._skip_gtid:
+            return gtid == self._skip_gtid
+        return pos == self._skip_pos
 
     def row_event(self, rows: int) -> range:
         """A row event of ``rows`` rows: the indexes of the rows to emit (the rest were
@@ -258,13 +280,17 @@ class TransactionTracker:
         """The open transaction ended (XID or COMMIT/ROLLBACK) just before ``end_pos``."""
         if self.in_transaction:
             self.gtids = add_gtid(self.gtids, self.gtid)
+        # Without a GTID to recognise it, the skipped transaction is the first one;
+        # with one, other transactions (other MariaDB domains) may come first.
+        if not self._skip_gtid or (self.in_transaction and self.gtid == self._skip_gtid):
+            self._skip = Skip()
+            self._skip_gtid = ""
         self.in_transaction = False
         self.single_statement = None
         self.restart_pos = end_pos
         self.events_done = 0
         self.rows_done = 0
         self._skipping = False
-        self._skip = Skip()
 
     def event_time(self, ts_sec: int) -> None:
         """The binlog time of the current event (0 from artificial events is ignored)."""
@@ -275,7 +301,10 @@ class TransactionTracker:
     def offset(self) -> BinlogOffset:
         """Where a restart must begin now, and what it must skip."""
         if self.in_transaction:
-            event, row = self.events_done, self.rows_done
+            event, row, gtid = self.events_done, self.rows_done, self.gtid
         else:  # before the resumed transaction began again, its skip still holds
-            event, row = self._skip.events, self._skip.rows
-        return BinlogOffset(self.file, self.restart_pos, self.gtids, event, row, False, self.ts_sec)
+            event, row, gtid = self._skip.events, self._skip.rows, self._skip_gtid
+        gtid = gtid if event or row else ""
+        return BinlogOffset(
+            self.file, self.restart_pos, self.gtids, event, row, False, self.ts_sec, gtid
+        )

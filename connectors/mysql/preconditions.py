@@ -19,6 +19,8 @@ VARIABLES = (
     "server_id",
     "log_bin_compress",
     "binlog_transaction_compression",
+    "gtid_mode",
+    "gtid_binlog_pos",
 )
 
 # The value each variable must have, the fix, and where to make it permanent.

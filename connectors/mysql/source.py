@@ -26,11 +26,17 @@ from omconnect.connect.records import SourceRecord
 from omconnect.errors import FatalError, RetriableError
 
 from .binlog import BinlogConnectionLost, BinlogStream, Heartbeat, PositionGoneError
-from .config import Flavor, MySqlSourceConfig, SnapshotMode
+from .config import Flavor, MySqlSourceConfig, Positioning, SnapshotMode
 from .events import EventBuilder
 from .filters import parse_filters
 from .offsets import BinlogOffset
-from .plan import Start, decide_start
+from .plan import (
+    Start,
+    decide_start,
+    gtid_positioning,
+    position_gone,
+    server_has_gtids,
+)
 from .preconditions import check_preconditions, is_mariadb, read_server_state
 from .snapshot import SnapshotRow, TableSnapshot, begin_snapshot, estimate_rows
 from .streaming import ChangeStreamer, StreamSettings
@@ -147,7 +153,13 @@ class MySqlSourceTask(SourceTask):
         variables, grants = read_server_state(self._control)
         self._mariadb = self._is_mariadb(variables)
         self._server_id = int(variables.get("server_id", "0") or 0)
-        plan = decide_start(self._config.snapshot_mode, stored, self._binary_logs())
+        self._server_gtids = server_has_gtids(variables, self._mariadb)
+        by_gtid = False
+        if stored is not None:
+            by_gtid, _ = gtid_positioning(self._config.positioning, stored, self._server_gtids)
+        elif self._config.positioning is Positioning.GTID:
+            gtid_positioning(Positioning.GTID, BinlogOffset("", 0), self._server_gtids)
+        plan = decide_start(self._config.snapshot_mode, stored, self._binary_logs(), by_gtid)
         problems = check_preconditions(
             variables,
             grants,
@@ -169,7 +181,8 @@ class MySqlSourceTask(SourceTask):
         elif plan.start is Start.CURRENT:
             start = self._current_position()
         else:
-            start = BinlogOffset(self._binary_logs()[0], 4)
+            start = self._oldest_position()
+        self._by_gtid: bool | None = None
         self._streamer = ChangeStreamer(
             StreamSettings(
                 self._config.topic_prefix,
@@ -182,7 +195,7 @@ class MySqlSourceTask(SourceTask):
             self._load_table,
             self._load_all,
             BinlogOffset(start.file, start.pos, start.gtids, start.event, start.row, False,
-                         start.ts_sec),
+                         start.ts_sec, start.transaction_gtid),
         )  # fmt: skip
 
     def _is_mariadb(self, variables: Mapping[str, str]) -> bool:
@@ -208,6 +221,19 @@ class MySqlSourceTask(SourceTask):
             elif len(row) > 4 and row[4]:
                 gtids = str(row[4]).replace("\n", "")
         return BinlogOffset(str(row[0]), int(row[1]), gtids)
+
+    def _oldest_position(self) -> BinlogOffset:
+        """The start of the oldest binlog, with the GTIDs before it (so that GTID
+        positioning does not ask for purged transactions)."""
+        oldest = self._binary_logs()[0]
+        with self._control.cursor() as cursor:
+            if self._mariadb:
+                cursor.execute("SELECT BINLOG_GTID_POS(%s, 4)", (oldest,))
+            else:
+                cursor.execute("SELECT @@GLOBAL.gtid_purged")
+            row = cursor.fetchone()
+        gtids = str(row[0] or "").replace("\n", "") if row else ""
+        return BinlogOffset(oldest, 4, gtids)
 
     def _begin_snapshot(self, tables: dict[TableId, Table]) -> BinlogOffset:
         connection = self._connect(autocommit=False)
@@ -318,9 +344,12 @@ class MySqlSourceTask(SourceTask):
             except BinlogConnectionLost as exc:
                 self._lost(exc)
                 break
-            except PositionGoneError:
+            except PositionGoneError as exc:
                 if self._config.snapshot_mode is not SnapshotMode.WHEN_NEEDED:
-                    raise
+                    offset = self._streamer.offset()
+                    raise PositionGoneError(
+                        position_gone(offset, bool(self._by_gtid), str(exc.__cause__ or exc))
+                    ) from exc
                 log.warning("the binlog position was purged: taking a new snapshot")
                 self._close()
                 self._control = self._connect()
@@ -347,12 +376,23 @@ class MySqlSourceTask(SourceTask):
             if time.monotonic() < self._retry_at:
                 return None
         offset = self._streamer.restart()
+        by_gtid, reason = gtid_positioning(self._config.positioning, offset, self._server_gtids)
+        if by_gtid != self._by_gtid:
+            log.info(
+                "MySQL source %s: binlog positioned by %s (%s)",
+                self._config.topic_prefix,
+                "GTID" if by_gtid else "file and position",
+                reason,
+            )
+            self._by_gtid = by_gtid
         self._stream = BinlogStream(
             self._config.connection_settings(),
             self._config.server_id,
             offset.file,
             offset.pos,
             heartbeat_s=self._config.poll_interval_ms / 1000,
+            gtids=offset.gtids if by_gtid else None,
+            mariadb=self._mariadb,
         )
         return self._stream
 

@@ -18,7 +18,7 @@ from omconnect.connect.records import SourceRecord
 from omconnect.connect.schema import Struct
 
 from . import metadata
-from .binlog import Begin, Commit, Event, Heartbeat, Rotate, Rows, Statement
+from .binlog import Begin, Commit, Event, Heartbeat, Position, Rotate, Rows, Statement
 from .events import EventBuilder
 from .filters import Filters
 from .offsets import BinlogOffset, TransactionTracker
@@ -110,6 +110,8 @@ class ChangeStreamer:
             return self._statement(event)
         if isinstance(event, Rotate):
             self.tracker.rotate(event.file, event.pos)
+        if isinstance(event, Position):
+            self.tracker.position(event.end_pos)
         if isinstance(event, Heartbeat):
             return []
         return []

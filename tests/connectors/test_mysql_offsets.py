@@ -7,7 +7,7 @@ import pytest
 
 from omconnect.connect.records import SourceRecord
 from omconnect.connectors.mysql.binlog import UndecodableEventError, _unknown
-from omconnect.connectors.mysql.config import MySqlSourceConfig, SnapshotMode
+from omconnect.connectors.mysql.config import MySqlSourceConfig, Positioning, SnapshotMode
 from omconnect.connectors.mysql.metadata import TableChange, is_ddl, table_changes
 from omconnect.connectors.mysql.offsets import (
     BinlogOffset,
@@ -15,7 +15,12 @@ from omconnect.connectors.mysql.offsets import (
     add_gtid,
     parse_mysql_gtid_set,
 )
-from omconnect.connectors.mysql.plan import Start, decide_start
+from omconnect.connectors.mysql.plan import (
+    Start,
+    decide_start,
+    gtid_positioning,
+    server_has_gtids,
+)
 from omconnect.connectors.mysql.preconditions import check_preconditions
 from omconnect.connectors.mysql.source import Backoff, split_batch
 from omconnect.errors import FatalError
@@ -27,7 +32,9 @@ OTHER = "00000000-0000-0000-0000-000000000001"
 
 
 def test_offset_round_trips_through_the_stored_map() -> None:
-    offset = BinlogOffset("binlog.000003", 1234, "0-1-9", event=2, row=1, ts_sec=99)
+    offset = BinlogOffset(
+        "binlog.000003", 1234, "0-1-9", event=2, row=1, ts_sec=99, transaction_gtid="0-1-10"
+    )
     assert BinlogOffset.from_offset(offset.as_offset()) == offset
     assert offset.mid_transaction
     assert not BinlogOffset("binlog.000003", 4).mid_transaction
@@ -150,6 +157,75 @@ def test_rotate_moves_the_restart_point_only_between_transactions() -> None:
     tracker.begin(256, "0-1-4", single_statement=False)
     tracker.rotate("b.2", 999)
     assert tracker.offset().pos == 256
+
+
+def test_the_skipped_transaction_is_found_by_its_gtid_at_any_position() -> None:
+    tracker = TransactionTracker(BinlogOffset("b.1", 100, "0-1-5", 0, 2, transaction_gtid="0-1-6"))
+    assert tracker.offset().transaction_gtid == "0-1-6"
+    tracker.rotate("other.7", 4)  # another server's binlog
+    tracker.position(330)
+    assert tracker.offset() == BinlogOffset("other.7", 330, "0-1-5", 0, 2, transaction_gtid="0-1-6")
+    tracker.begin(330, "1-1-9", single_statement=False)  # another domain comes first
+    assert [i for i, _ in _emit(tracker, 3)] == [0, 1, 2]
+    tracker.commit(400)
+    assert tracker.offset().transaction_gtid == "0-1-6", "the skip still waits for 0-1-6"
+    tracker.begin(400, "0-1-6", single_statement=False)
+    emitted = _emit(tracker, 3)
+    assert [i for i, _ in emitted] == [2]
+    assert emitted[0][1] == BinlogOffset(
+        "other.7", 400, "0-1-5,1-1-9", 0, 3, transaction_gtid="0-1-6"
+    )
+    tracker.commit(500)
+    tracker.begin(500, "0-1-7", single_statement=False)
+    assert [i for i, _ in _emit(tracker, 2)] == [0, 1]
+    tracker.commit(600)
+    assert tracker.offset() == BinlogOffset("other.7", 600, "0-1-7,1-1-9")
+
+
+def test_position_events_inside_a_transaction_do_not_move_the_restart_point() -> None:
+    tracker = TransactionTracker(BinlogOffset("b.1", 4))
+    tracker.begin(100, "0-1-2", single_statement=False)
+    tracker.position(150)
+    assert tracker.offset().pos == 100
+
+
+_MID = BinlogOffset("b.1", 100, "0-1-5", 1, 0, transaction_gtid="0-1-6")
+
+
+@pytest.mark.parametrize(
+    ("positioning", "offset", "server_gtids", "expected"),
+    [
+        (Positioning.AUTO, _MID, True, True),
+        (Positioning.GTID, _MID, True, True),
+        (Positioning.FILE, _MID, True, False),
+        (Positioning.AUTO, _MID, False, False),
+        (Positioning.AUTO, BinlogOffset("b.1", 100), True, False),
+        (Positioning.GTID, BinlogOffset("b.1", 100), True, False),
+        (Positioning.AUTO, BinlogOffset("b.1", 100, "0-1-5", 1, 0), True, False),
+        (Positioning.AUTO, BinlogOffset("b.1", 100, f"{UUID}:1-5"), True, True),
+    ],
+)
+def test_gtid_positioning(
+    positioning: Positioning, offset: BinlogOffset, server_gtids: bool, expected: bool
+) -> None:
+    assert gtid_positioning(positioning, offset, server_gtids)[0] is expected
+
+
+def test_gtid_positioning_on_a_server_without_gtids_names_the_setting() -> None:
+    with pytest.raises(FatalError, match="gtid_mode=ON"):
+        gtid_positioning(Positioning.GTID, _MID, server_gtids=False)
+
+
+def test_server_has_gtids() -> None:
+    assert server_has_gtids({"gtid_binlog_pos": "0-1-5"}, mariadb=True)
+    assert not server_has_gtids({"gtid_binlog_pos": ""}, mariadb=True)
+    assert server_has_gtids({"gtid_mode": "ON"}, mariadb=False)
+    assert not server_has_gtids({"gtid_mode": "OFF_PERMISSIVE"}, mariadb=False)
+
+
+def test_a_gtid_resume_does_not_need_the_stored_file() -> None:
+    plan = decide_start(SnapshotMode.INITIAL, _MID, ["b.2"], by_gtid=True)
+    assert plan.start is Start.STORED
 
 
 # --- start decision --------------------------------------------------------------------

@@ -238,7 +238,8 @@ def test_purged_position_is_an_error_or_a_new_snapshot_when_needed(mariadb_facto
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
         "INSERT INTO shop.items VALUES (1, 'a', 1)",
     )
-    harness = SourceHarness(MySqlSourceConnector, _config(server, "purged", "shop"))
+    config = _config(server, "purged", "shop", **{"binlog.positioning": "file"})
+    harness = SourceHarness(MySqlSourceConnector, config)
     harness.poll_until(1)
     harness.stop()
     server.execute("INSERT INTO shop.items VALUES (2, 'b', 2)")
