@@ -154,6 +154,20 @@ class MySqlSourceConfig(FilterConfig):
         "GTIDs when the server has them (MySQL gtid_mode=ON; MariaDB: a non-empty "
         "gtid_binlog_pos) and the stored offset holds a GTID set.",
     )
+    signal_data_collection: str = Field(
+        "",
+        alias="signal.data.collection",
+        description="The signal table, <db>.<table> with columns id VARCHAR(42) PRIMARY "
+        "KEY, type VARCHAR(32), data TEXT (Debezium's layout). An execute-snapshot row "
+        "starts an incremental snapshot; the connector writes its watermark rows there "
+        "(needs INSERT on it). Empty: no signals.",
+    )
+    incremental_snapshot_chunk_size: int = Field(
+        1024,
+        alias="incremental.snapshot.chunk.size",
+        gt=0,
+        description="Rows read per chunk (window) of an incremental snapshot.",
+    )
     tasks_max: int = Field(
         1,
         alias="tasks.max",
@@ -168,6 +182,22 @@ class MySqlSourceConfig(FilterConfig):
             lowered = value.strip().lower()
             return _SNAPSHOT_ALIASES.get(lowered, lowered)
         return value
+
+    @field_validator("signal_data_collection")
+    @classmethod
+    def _signal_name(cls, value: str) -> str:
+        database, dot, table = value.strip().partition(".")
+        if value.strip() and (not dot or not database or not table):
+            raise ValueError("signal.data.collection must be <database>.<table>")
+        return value.strip()
+
+    @property
+    def signal_table(self) -> tuple[str, str] | None:
+        """The signal table as (database, table), or None."""
+        if not self.signal_data_collection:
+            return None
+        database, _, table = self.signal_data_collection.partition(".")
+        return database, table
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MySqlSourceConfig:

@@ -26,9 +26,11 @@ from omconnect.connect.records import SourceRecord
 from omconnect.errors import FatalError, RetriableError
 
 from .binlog import BinlogConnectionLost, BinlogStream, Heartbeat, PositionGoneError
+from .chunks import ChunkReader
 from .config import Flavor, MySqlSourceConfig, Positioning, SnapshotMode
 from .events import EventBuilder
 from .filters import parse_filters
+from .incremental import IncrementalSnapshot
 from .offsets import BinlogOffset
 from .plan import (
     Start,
@@ -132,6 +134,7 @@ class MySqlSourceTask(SourceTask):
             self._config.backoff_initial_ms / 1000, self._config.backoff_max_ms / 1000
         )
         self._last_heartbeat = time.monotonic()
+        self._chunks: ChunkReader | None = None
         self._control = self._connect()
         self._start_from(self._stored_offset())
 
@@ -147,6 +150,7 @@ class MySqlSourceTask(SourceTask):
 
     def _stored_offset(self) -> BinlogOffset | None:
         stored = self.context.offset_reader.offset(self._partition)
+        self._stored_incremental = IncrementalSnapshot.from_offset(stored or {})
         return None if not stored else BinlogOffset.from_offset(stored)
 
     def _start_from(self, stored: BinlogOffset | None) -> None:
@@ -196,7 +200,18 @@ class MySqlSourceTask(SourceTask):
             self._load_all,
             BinlogOffset(start.file, start.pos, start.gtids, start.event, start.row, False,
                          start.ts_sec, start.transaction_gtid),
+            incremental=(self._stored_incremental if plan.start is Start.STORED
+                         else IncrementalSnapshot()),
+            signal_table=self._config.signal_table,
         )  # fmt: skip
+        signal_table = self._config.signal_table
+        if signal_table is not None and self._chunks is None:
+            self._chunks = ChunkReader(
+                self._connect,
+                signal_table,
+                self._config.incremental_snapshot_chunk_size,
+                self._streamer.dedup_key,
+            )
 
     def _is_mariadb(self, variables: Mapping[str, str]) -> bool:
         if self._config.flavor is Flavor.AUTO:
@@ -340,8 +355,13 @@ class MySqlSourceTask(SourceTask):
             if stream is None:
                 break
             try:
+                if self._chunks is not None and self._streamer.incremental.active:
+                    self._chunks.run(self._streamer.incremental, self._streamer.tables)
                 event = stream.next()
             except BinlogConnectionLost as exc:
+                self._lost(exc)
+                break
+            except pymysql.err.OperationalError as exc:  # the chunk connection
                 self._lost(exc)
                 break
             except PositionGoneError as exc:
@@ -397,6 +417,9 @@ class MySqlSourceTask(SourceTask):
         return self._stream
 
     def _lost(self, error: Exception) -> None:
+        self._streamer.incremental.abandon()
+        if self._chunks is not None:
+            self._chunks.close()
         if self._stream is not None:
             self._stream.close()
         self._stream = None
@@ -418,11 +441,19 @@ class MySqlSourceTask(SourceTask):
 
     # -- progress and stop ------------------------------------------------------------
     def progress(self) -> TaskProgress | None:
-        """While snapshotting: rows read of the estimated total (TABLE_ROWS)."""
+        """While snapshotting: rows read of the estimated total (TABLE_ROWS); while an
+        incremental snapshot runs: rows emitted by it of the estimated total of the
+        tables begun so far."""
         snapshot = self._snapshot
-        if snapshot is None:
-            return None
-        return TaskProgress("snapshot", snapshot.done, self._snapshot_total)
+        if snapshot is not None:
+            return TaskProgress("snapshot", snapshot.done, self._snapshot_total)
+        streamer = getattr(self, "_streamer", None)
+        if streamer is not None and streamer.incremental.active:
+            incremental = streamer.incremental
+            return TaskProgress(
+                "incremental-snapshot", incremental.rows_emitted, incremental.estimated_total
+            )
+        return None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -433,6 +464,8 @@ class MySqlSourceTask(SourceTask):
                 self._lock.release()
 
     def _close(self) -> None:
+        if self._chunks is not None:
+            self._chunks.close()
         if self._stream is not None:
             self._stream.close()
             self._stream = None

@@ -17,13 +17,15 @@ from typing import Any
 from omconnect.connect.records import SourceRecord
 from omconnect.connect.schema import Struct
 
+from . import incremental as inc
 from . import metadata
 from .binlog import Begin, Commit, Event, Heartbeat, Position, Rotate, Rows, Statement
 from .events import EventBuilder
 from .filters import Filters
+from .incremental import ChunkRow, IncrementalSnapshot
 from .offsets import BinlogOffset, TransactionTracker
 from .tables import Table, TableId
-from .values import restore_empty_sets
+from .values import RowConverter, converter, restore_empty_sets
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ class ChangeStreamer:
         load_table: LoadTable,
         load_all: LoadAll,
         start: BinlogOffset,
+        *,
+        incremental: IncrementalSnapshot | None = None,
+        signal_table: TableId | None = None,
     ) -> None:
         self.settings = settings
         self.builder = builder
@@ -82,6 +87,9 @@ class ChangeStreamer:
         self._transaction: _Transaction | None = None
         # Resumed inside a transaction: its BEGIN was written before the restart.
         self._begun_before_restart = start.mid_transaction
+        self.incremental = incremental or IncrementalSnapshot()
+        self.signal_table = signal_table
+        self._key_converters: dict[TableId, tuple[Table, RowConverter]] = {}
 
     def restart(self) -> BinlogOffset:
         """Prepare for a new reader after a lost connection: where it must start. The
@@ -94,6 +102,18 @@ class ChangeStreamer:
     def offset(self) -> BinlogOffset:
         """The offset of a record written now (e.g. a heartbeat)."""
         return self.tracker.offset()
+
+    def _offset_map(self, offset: BinlogOffset) -> dict[str, Any]:
+        """The stored offset: the binlog position and the incremental snapshot's state."""
+        return {**offset.as_offset(), **self.incremental.as_offset()}
+
+    def dedup_key(self, table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The primary key of a raw row (SELECT or binlog form) in one comparable form."""
+        cached = self._key_converters.get((table.database, table.name))
+        if cached is None or cached[0] is not table:
+            cached = (table, converter(table, self.filters, table.primary_key))
+            self._key_converters[(table.database, table.name)] = cached
+        return tuple(cached[1](row).values())
 
     # -- events ---------------------------------------------------------------------
     def handle(self, event: Event, ts_sec: int) -> list[SourceRecord]:
@@ -119,15 +139,27 @@ class ChangeStreamer:
     def _rows(self, event: Rows) -> list[SourceRecord]:
         tracker = self.tracker
         indexes = tracker.row_event(len(event.rows))
+        if (event.database, event.table) == self.signal_table:
+            return self._signal_rows(event, indexes)
         table = None
         if len(indexes) and self.filters.include_table(event.database, event.table):
             table = self._table(event.database, event.table)
+        snapshotting = table is not None and self.incremental.current == (
+            event.database,
+            event.table,
+        )
         records: list[SourceRecord] = []
         for index in indexes:
-            offset = tracker.row_emitted().as_offset()
+            offset = self._offset_map(tracker.row_emitted())
             if table is None:
                 continue
             before, after = _images(event.op, event.rows[index])
+            if snapshotting:
+                for image in (before, after):
+                    if image is not None:
+                        self.incremental.changed(
+                            (table.database, table.name), self.dedup_key(table, image)
+                        )
             source = {
                 "ts_ms": tracker.ts_sec * 1000,
                 "snapshot": "false",
@@ -145,6 +177,80 @@ class ChangeStreamer:
             ):
                 records.append(self._record(table, key, value, offset))
         tracker.row_event_done()
+        return records
+
+    # -- signals and the incremental snapshot ------------------------------------------
+    def _signal_rows(self, event: Rows, indexes: range) -> list[SourceRecord]:
+        """Rows of the signal table: never records of their own; an inserted
+        execute/stop signal changes the incremental snapshot, a watermark of the
+        current window may emit its chunk."""
+        records: list[SourceRecord] = []
+        for index in indexes:
+            self.tracker.row_emitted()
+            if event.op != "c":
+                continue
+            row = event.rows[index]["values"]
+            try:
+                signal = inc.parse_signal(row)
+            except ValueError as exc:
+                log.warning("signal ignored: %s", exc)
+                continue
+            if signal.type in (inc.WINDOW_OPEN, inc.WINDOW_CLOSE):
+                chunk = self.incremental.watermark(signal.id)
+                records.extend(self._read_records(chunk, event.server_id))
+            elif signal.type in (inc.EXECUTE, inc.STOP):
+                self._apply_signal(signal)
+            else:
+                log.warning("signal %s of unknown type %r ignored", signal.id, signal.type)
+        self.tracker.row_event_done()
+        return records
+
+    def _apply_signal(self, signal: inc.Signal) -> None:
+        if signal.snapshot_type != "incremental":
+            log.warning("signal %s: only incremental snapshots are supported", signal.id)
+            return
+        tables: list[TableId] = []
+        for name in signal.collections:
+            try:
+                database, table = inc.parse_table_name(name)
+            except ValueError as exc:
+                log.warning("signal %s: %s", signal.id, exc)
+                continue
+            if self.filters.include_table(database, table) and self._table(database, table):
+                tables.append((database, table))
+            else:
+                log.warning("signal %s: %s is not a captured table", signal.id, name)
+        if signal.type == inc.STOP:
+            self.incremental.stop(tables if signal.collections else None)
+            log.info("incremental snapshot stopped for %s", signal.collections or "all tables")
+            return
+        added = self.incremental.execute(tables)
+        log.info("incremental snapshot of %s requested (signal %s)", added, signal.id)
+
+    def _read_records(self, chunk: list[ChunkRow], server_id: int) -> list[SourceRecord]:
+        """The read (op ``r``) records of the rows a closed window left."""
+        records: list[SourceRecord] = []
+        tracker = self.tracker
+        for item in chunk:
+            table = self.tables.get(item.table)
+            if table is None:
+                continue
+            offset = {**tracker.offset().as_offset(), **item.offset}
+            source = {
+                "ts_ms": tracker.ts_sec * 1000,
+                "snapshot": "incremental",
+                "db": table.database,
+                "table": table.name,
+                "server_id": server_id,
+                "gtid": tracker.gtid or None,
+                "file": tracker.file,
+                "pos": tracker.restart_pos,
+                "row": 0,
+            }
+            for key, value in self.builder.change_events(
+                table, "r", None, item.row, source, _now_ms()
+            ):
+                records.append(self._record(table, key, value, offset))
         return records
 
     def _record(
@@ -197,7 +303,7 @@ class ChangeStreamer:
         key, value = metadata.transaction_record(
             "END", transaction.id, _now_ms(), transaction.per_table
         )
-        offset = self.tracker.offset().as_offset()
+        offset = self._offset_map(self.tracker.offset())
         return [self._metadata_record("transaction", key, value, offset)]
 
     def _metadata_record(
@@ -249,7 +355,7 @@ class ChangeStreamer:
             }
         )
         key, value = metadata.schema_change(database, event.sql, captured, source, _now_ms())
-        offset = self.tracker.offset().as_offset()
+        offset = self._offset_map(self.tracker.offset())
         records.append(self._metadata_record("", key, value, offset))
         return records
 
@@ -277,7 +383,7 @@ class ChangeStreamer:
             value.schema,
             value,
             source_partition=self.partition,
-            source_offset=self.tracker.offset().as_offset(),
+            source_offset=self._offset_map(self.tracker.offset()),
         )
 
 
