@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import Enum
 
-from omconnect import codec
+from omconnect import batch_codec, codec
 from omconnect.broker.api import BrokerApi, HalfMessage
 from omconnect.errors import ConfigError, OmConnectError
 from omconnect.message import Message
@@ -77,12 +77,14 @@ class Producer:
         check_listener: CheckListener | None = None,
         clock: Callable[[], int] = now_ms,
         max_batch: int = 1000,
+        max_batch_bytes: int = 1 << 20,
     ) -> None:
         self._backend = backend
         self.namespace = namespace
         self.producer_group = producer_group
         self._clock = clock
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = itertools.count()
         self._host = f"{socket.gethostname()}/{os.getpid()}"
@@ -120,19 +122,29 @@ class Producer:
         routed = [self._prepare(m) for m in messages]
         results: list[SendResult | None] = [None] * len(routed)
         for (queue, partition, delayed), indexes in _group(routed).items():
-            encoded = [codec.encode(routed[i]) for i in indexes]
-            for start in range(0, len(indexes), self._max_batch):
-                chunk = indexes[start : start + self._max_batch]
-                batch = encoded[start : start + self._max_batch]
-                if delayed:
-                    due = [routed[i].born_timestamp + routed[i].delay_time for i in chunk]
-                    self._backend.append_delayed(self.namespace, queue, partition, batch, due)
-                    offsets = [-1] * len(chunk)
-                else:
-                    offsets = self._backend.append(self.namespace, queue, partition, batch)
+            for chunk in _chunks(indexes, routed, self._max_batch, self._max_batch_bytes):
+                offsets = self._store(queue, partition, delayed, [routed[i] for i in chunk])
                 for i, offset in zip(chunk, offsets, strict=True):
                     results[i] = SendResult(routed[i].message_id, queue, partition, offset)
         return [r for r in results if r is not None]
+
+    def _store(
+        self, queue: str, partition: int, delayed: bool, messages: list[Message]
+    ) -> Sequence[int]:
+        """Send one chunk of prepared messages for one partition; their offsets (-1
+        for delayed ones). Two or more undelayed messages travel as one batch."""
+        if delayed:
+            encoded = [codec.encode(m) for m in messages]
+            due = [m.born_timestamp + m.delay_time for m in messages]
+            self._backend.append_delayed(self.namespace, queue, partition, encoded, due)
+            return [-1] * len(messages)
+        if len(messages) == 1:
+            return self._backend.append(
+                self.namespace, queue, partition, [codec.encode(messages[0])]
+            )
+        batch = batch_codec.encode_batch(messages)
+        first = self._backend.append_batch(self.namespace, queue, partition, batch)
+        return range(first, first + len(messages))
 
     def send_async(self, message: Message) -> Future[SendResult]:
         """Queue one message for the sender thread; the future gives its result."""
@@ -321,6 +333,26 @@ class Transaction:
     def rollback(self) -> None:
         """Discard the messages."""
         self._backend.end_transaction(self._namespace, self.transaction_id, False)
+
+
+def _chunks(
+    indexes: list[int], messages: Sequence[Message], max_count: int, max_bytes: int
+) -> list[list[int]]:
+    """``indexes`` cut into runs of at most ``max_count`` messages whose bodies add up
+    to at most ``max_bytes`` (a larger message gets a run of its own)."""
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    size = 0
+    for i in indexes:
+        body = len(messages[i].body)
+        if chunk and (len(chunk) >= max_count or size + body > max_bytes):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(i)
+        size += body
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def _group(messages: Sequence[Message]) -> dict[tuple[str, int, bool], list[int]]:

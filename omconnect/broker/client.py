@@ -314,6 +314,16 @@ class BrokerClient(BrokerApi):
     ) -> list[int]:
         return self._wait(self.append_async(namespace, queue, partition, messages), 0)
 
+    def append_batch_async(
+        self, namespace: str, queue: str, partition: int, batch: bytes
+    ) -> Future[int]:
+        """`append_batch` without waiting: the future gets the first offset. Ordered
+        with this client's other appends to the partition, as `append_async`."""
+        return self.call_async(Op.APPEND_BATCH, namespace, queue, partition, batch)
+
+    def append_batch(self, namespace: str, queue: str, partition: int, batch: bytes) -> int:
+        return self._wait(self.append_batch_async(namespace, queue, partition, batch), 0)
+
     def append_delayed(
         self,
         namespace: str,
@@ -367,6 +377,28 @@ class BrokerClient(BrokerApi):
     ) -> ReadResult:
         return self.call(
             Op.READ,
+            namespace,
+            queue,
+            partition,
+            offset,
+            max_messages,
+            max_wait_ms,
+            max_bytes,
+            max_wait_ms=max_wait_ms,
+        )
+
+    def read_batches(
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_wait_ms: int,
+        max_bytes: int = 4 << 20,
+    ) -> ReadResult:
+        return self.call(
+            Op.READ_BATCHES,
             namespace,
             queue,
             partition,

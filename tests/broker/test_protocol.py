@@ -89,6 +89,11 @@ SAMPLES: dict[Op, tuple[list[Any], Any]] = {
         ["ns", "config/", 4, 2000],
         ([KvEvent("put", "config/a", b"v", 4), KvEvent("delete", "config/b", b"", 5)], 6),
     ),
+    Op.APPEND_BATCH: (["ns", "q", 1, b"\x00batch\xff"], 40),
+    Op.READ_BATCHES: (
+        ["ns", "q", 2, 5, 100, 1000, 1 << 20],
+        ReadResult([StoredMessage(2, 3, 99, b"\x00batch", 4), StoredMessage(2, 7, 100, b"b")], 9),
+    ),
 }
 
 
