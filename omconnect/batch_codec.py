@@ -46,10 +46,12 @@ from omconnect.errors import CorruptDataError
 from omconnect.message import Message
 
 BATCH_VERSION = 2
+Buffer = bytes | bytearray | memoryview
 _PREFIX = struct.Struct("<IIBBII")
 PREFIX_SIZE = _PREFIX.size  # 18
 _VERSION_FLAGS_LENGTH_COUNT = struct.Struct("<BBII")
 _LENGTH_AND_CRC = struct.Struct("<II")
+_PLACEHOLDER = bytes(_LENGTH_AND_CRC.size)
 _FIELD_COUNT = len(codec.FIELDS)
 _PROPERTIES_INDEX = codec.FIELDS.index("properties")
 _EXPIRE_INDEX = codec.FIELDS.index("expire_time")
@@ -61,9 +63,10 @@ _crc = crc32c.crc32c
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
-def encode_batch(messages: Sequence[Message]) -> bytes:
+def encode_batch(messages: Sequence[Message]) -> bytearray:
     """Encode ``messages`` (at least one) as one batch; the result carries its own
-    length and CRC. Header values are compared with ``==`` to find shared ones."""
+    length and CRC. Header values are compared with ``==`` to find shared ones.
+    A bytearray, to spare a copy: the caller must not change it."""
     count = len(messages)
     if count == 0:
         raise ValueError("a batch holds at least one message")
@@ -73,17 +76,21 @@ def encode_batch(messages: Sequence[Message]) -> bytes:
     bodies = list(map(_GET_BODY, messages))
     header = _packb([rows[0], varying, [columns[i] for i in varying], list(map(len, bodies))])
     flags = codec.FLAG_EXPIRES if any(columns[_EXPIRE_INDEX]) else 0
-    tail = b"".join(
+    # One copy of the bodies: joined after a placeholder for the length and CRC,
+    # which are then written in place (a large batch is costly to copy again).
+    encoded = bytearray().join(
         (
+            _PLACEHOLDER,
             _VERSION_FLAGS_LENGTH_COUNT.pack(BATCH_VERSION, flags, len(header), count),
             header,
             *bodies,
         )
     )
-    return _LENGTH_AND_CRC.pack(8 + len(tail), _crc(tail)) + tail
+    _LENGTH_AND_CRC.pack_into(encoded, 0, len(encoded), _crc(memoryview(encoded)[8:]))
+    return encoded
 
 
-def batch_count(data: bytes | memoryview) -> int:
+def batch_count(data: Buffer) -> int:
     """The message count of a batch encoding, after checking its length field,
     version and CRC (the broker's check on arrival; the headers are not parsed)."""
     view = memoryview(data)
@@ -101,12 +108,12 @@ def batch_count(data: bytes | memoryview) -> int:
     return int(count)
 
 
-def is_batch(data: bytes | memoryview) -> bool:
+def is_batch(data: Buffer) -> bool:
     """Whether ``data`` is a batch encoding (version 2) rather than one message's."""
     return len(data) >= PREFIX_SIZE and data[8] == BATCH_VERSION
 
 
-def check_batch(data: bytes | memoryview) -> int:
+def check_batch(data: Buffer) -> int:
     """`batch_count`, plus a check that the headers parse and the body lengths add
     up (what the broker checks before storing a batch). Returns the count."""
     view = memoryview(data)
@@ -118,25 +125,25 @@ def check_batch(data: bytes | memoryview) -> int:
     return count
 
 
-def batch_flags(data: bytes | memoryview) -> int:
+def batch_flags(data: Buffer) -> int:
     """The flags byte of a batch encoding (no checks beyond its size)."""
     if len(data) < PREFIX_SIZE:
         raise CorruptDataError(f"batch encoding too short: {len(data)} bytes")
     return int(data[9])
 
 
-def decode_batch(data: bytes | memoryview, *, verify: bool = True) -> list[Message]:
+def decode_batch(data: Buffer, *, verify: bool = True) -> list[Message]:
     """Decode one batch encoding that fills ``data`` exactly into its messages.
 
     Each message gets its own ``properties`` dict. Raises `CorruptDataError` if the
     length, version, CRC (unless ``verify`` is False) or headers are wrong.
     """
-    bodies, args = _columns(memoryview(data), verify)
+    bodies, args = _columns(data, verify)
     return _build(bodies, args)
 
 
 def decode_delivered(
-    data: bytes | memoryview, queue: str, partition: int, offset: int, store_timestamp: int
+    data: Buffer, queue: str, partition: int, offset: int, store_timestamp: int
 ) -> list[Message]:
     """The messages of a stored version-1 or version-2 encoding (no CRC check: the
     broker checked it) as a consumer hands them out: ``partition``, ``offset``
@@ -148,7 +155,7 @@ def decode_delivered(
         message.store_timestamp = store_timestamp
         message.receipt = (queue, partition, offset)
         return [message]
-    bodies, args = _columns(memoryview(data), False)
+    bodies, args = _columns(data, False)
     count = len(bodies)
     args[_PARTITION_INDEX] = itertools.repeat(partition, count)
     args[_OFFSET_INDEX] = range(offset, offset + count)
@@ -162,8 +169,9 @@ def decode_delivered(
     return _build(bodies, [*args, receipts])
 
 
-def _columns(view: memoryview, verify: bool) -> tuple[list[bytes], list[Iterable[object]]]:
+def _columns(data: Buffer, verify: bool) -> tuple[list[bytes], list[Iterable[object]]]:
     """The bodies of a batch and one iterable of values per `codec.FIELDS` entry."""
+    view = memoryview(data)
     if verify:
         count = batch_count(view)
     else:
@@ -172,11 +180,11 @@ def _columns(view: memoryview, verify: bool) -> tuple[list[bytes], list[Iterable
         count = _PREFIX.unpack_from(view)[5]
     body_start = PREFIX_SIZE + _PREFIX.unpack_from(view)[4]
     shared, varying, columns, lengths = _parse_header(view[PREFIX_SIZE:body_start], count)
-    blob = bytes(view[body_start:])
-    ends = list(itertools.accumulate(lengths))
-    if ends[-1] != len(blob):
+    bounds = list(itertools.accumulate(lengths, initial=body_start))
+    if bounds[-1] != len(view):
         raise CorruptDataError("batch body lengths do not add up to its bodies")
-    bodies = list(map(blob.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    source = data if type(data) is bytes else bytes(view)  # slices of bytes are bytes
+    bodies = list(map(source.__getitem__, map(slice, bounds[:-1], bounds[1:])))
     args: list[Iterable[object]] = [
         itertools.repeat(value, count) for value in shared[:_FIELD_COUNT]
     ]
@@ -227,14 +235,14 @@ def _parse_header(
     return shared, varying, columns, lengths
 
 
-def decode_any(data: bytes | memoryview, *, verify: bool = True) -> list[Message]:
+def decode_any(data: Buffer, *, verify: bool = True) -> list[Message]:
     """The messages of a version-1 (one message) or version-2 (batch) encoding."""
     if len(data) > 8 and data[8] == BATCH_VERSION:
         return decode_batch(data, verify=verify)
     return [codec.decode(data, verify=verify)]
 
 
-def split_batch(data: bytes | memoryview) -> list[bytes]:
+def split_batch(data: Buffer) -> list[bytes]:
     """Re-encode a batch's messages one by one (version 1), in order. For callers
     that need one encoding per message (the per-message `read`)."""
     return [codec.encode(message) for message in decode_batch(data, verify=False)]

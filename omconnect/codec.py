@@ -71,7 +71,7 @@ def encode(message: Message) -> bytes:
     return _LENGTH_AND_CRC.pack(8 + len(tail), _crc(tail)) + tail
 
 
-def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
+def decode(data: bytes | bytearray | memoryview, *, verify: bool = True) -> Message:
     """Decode one encoding that fills ``data`` exactly.
 
     Raises `CorruptDataError` if the length, version or CRC do not match.

@@ -221,7 +221,9 @@ class AsyncBrokerClient:
     ) -> list[int]:
         return await self.call(Op.APPEND, namespace, queue, partition, list(messages))
 
-    async def append_batch(self, namespace: str, queue: str, partition: int, batch: bytes) -> int:
+    async def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
         return await self.call(Op.APPEND_BATCH, namespace, queue, partition, batch)
 
     async def append_delayed(

@@ -137,7 +137,9 @@ class BrokerApi(ABC):
         their offsets. Returns once they are durable as the broker's flush mode
         promises (sync: fsynced; async: in the page cache)."""
 
-    def append_batch(self, namespace: str, queue: str, partition: int, batch: bytes) -> int:
+    def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
         """Store the messages of one `omconnect.batch_codec` batch encoding at
         consecutive offsets at the end of one partition, in order; return the first
         offset. Durable like `append`. `CorruptDataError` for a batch whose length,

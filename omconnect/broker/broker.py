@@ -228,7 +228,9 @@ class Broker(BrokerApi):
         self.metrics.record_in(namespace, queue, payloads)
         return list(range(result.first_offset, result.first_offset + len(payloads)))
 
-    def append_batch(self, namespace: str, queue: str, partition: int, batch: bytes) -> int:
+    def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
         """See `BrokerApi.append_batch`. The batch is stored as one batch record; one
         larger than ``max_message_bytes`` (or a segment) is stored message by message,
         each checked against the limit as `append` does."""

@@ -19,7 +19,7 @@ import itertools
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -35,6 +35,7 @@ from omconnect.broker.protocol import (
     decode_header,
     decode_response,
     request_frame,
+    request_frame_parts,
 )
 from omconnect.errors import (
     ConfigError,
@@ -70,6 +71,21 @@ def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
 
 def _as_list(values: Sequence[Any]) -> list[Any] | tuple[Any, ...]:
     return values if isinstance(values, list | tuple) else list(values)
+
+
+def _send_all(sock: socket.socket, parts: list[bytes | bytearray]) -> None:
+    """Send ``parts`` back to back, gathering them in one ``sendmsg`` call where the
+    socket takes it all (no copy of a large part into a frame)."""
+    if len(parts) == 1:
+        sock.sendall(parts[0])
+        return
+    views = [memoryview(part) for part in parts]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = views[0][sent:]
 
 
 class _Connection:
@@ -209,12 +225,18 @@ class BrokerClient(BrokerApi):
         when the request cannot be sent: `ConnectionLostError` if no broker accepts a
         connection, `ProtocolError` for a frame over ``max_frame_bytes``.
         """
+        return self._send(op, lambda request_id: [request_frame(op, request_id, args)])
+
+    def _send(self, op: Op, frame_parts: Callable[[int], list[bytes | bytearray]]) -> Future[Any]:
+        """Send the request frame ``frame_parts(request_id)`` gives (in parts sent
+        back to back); return the future of its result."""
         future: Future[Any] = Future()
         request_id = next(self._ids) % MAX_REQUEST_ID + 1  # 1 .. 2**32-1; 0 is reserved
-        frame = request_frame(op, request_id, args)
-        if len(frame) > self.max_frame_bytes:
+        parts = frame_parts(request_id)
+        size = sum(map(len, parts))
+        if size > self.max_frame_bytes:
             raise ProtocolError(
-                f"request of {len(frame)} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
+                f"request of {size} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
             )
         connection = self._connected()
         try:
@@ -224,7 +246,7 @@ class BrokerClient(BrokerApi):
             connection.register(request_id, future, op)
         try:
             with self._send_lock:
-                connection.sock.sendall(frame)
+                _send_all(connection.sock, parts)
         except OSError as exc:
             connection.close(ConnectionLostError(f"sending to broker {connection.address}: {exc}"))
         return future
@@ -315,13 +337,19 @@ class BrokerClient(BrokerApi):
         return self._wait(self.append_async(namespace, queue, partition, messages), 0)
 
     def append_batch_async(
-        self, namespace: str, queue: str, partition: int, batch: bytes
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
     ) -> Future[int]:
         """`append_batch` without waiting: the future gets the first offset. Ordered
-        with this client's other appends to the partition, as `append_async`."""
-        return self.call_async(Op.APPEND_BATCH, namespace, queue, partition, batch)
+        with this client's other appends to the partition, as `append_async`. The
+        batch is sent as it is (not copied into the frame)."""
+        args = [namespace, queue, partition]
+        return self._send(
+            Op.APPEND_BATCH, lambda rid: request_frame_parts(Op.APPEND_BATCH, rid, args, batch)
+        )
 
-    def append_batch(self, namespace: str, queue: str, partition: int, batch: bytes) -> int:
+    def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
         return self._wait(self.append_batch_async(namespace, queue, partition, batch), 0)
 
     def append_delayed(

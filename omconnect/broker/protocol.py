@@ -54,6 +54,7 @@ LENGTH_OVERHEAD = HEADER_SIZE - 4  # bytes counted by ``length`` besides the bod
 DEFAULT_MAX_FRAME_BYTES = 64 << 20
 DEFAULT_PORT = 9876
 
+_BIN32 = struct.Struct(">BI")  # msgpack bin 32: marker and length
 FLAG_RESPONSE = 0x01
 MAX_REQUEST_ID = 0xFFFFFFFF
 CONNECTION_REQUEST_ID = 0  # error responses about the connection, not one request
@@ -592,6 +593,23 @@ def request_frame(op: Op, request_id: int, args: Sequence[Any]) -> bytes:
     """A complete request frame: ``args`` in `BrokerApi` order as a msgpack array.
     Message and time sequences must be lists or tuples."""
     return encode_frame(op, request_id, _pack(args))
+
+
+def request_frame_parts(
+    op: Op, request_id: int, args: Sequence[Any], blob: bytes | bytearray
+) -> list[bytes | bytearray]:
+    """`request_frame` for ``[*args, blob]``, as two parts to send back to back: the
+    frame header with the msgpack array and ``args``, then ``blob`` itself, so a
+    large ``blob`` (a batch) is never copied into a frame. ``args`` are at most 14."""
+    head = bytearray([0x90 | (len(args) + 1)])
+    for arg in args:
+        head += _pack(arg)
+    head += _BIN32.pack(0xC6, len(blob))
+    frame_head = (
+        HEADER.pack(LENGTH_OVERHEAD + len(head) + len(blob), PROTOCOL_VERSION, op, 0, request_id)
+        + head
+    )
+    return [frame_head, blob]
 
 
 def decode_request(opcode: int, body: bytes | bytearray | memoryview) -> tuple[OpSpec, list[Any]]:
