@@ -301,15 +301,18 @@ class Producer:
                 return
 
     def _drain(self, item: _Work | object | None) -> tuple[list[_Work], bool]:
-        """``item`` and whatever else is queued (up to 1000 entries), wake-ups left
-        out; whether the stop sentinel was among them."""
+        """``item`` and whatever else is queued, up to `_ROUND_MESSAGES` messages (a
+        round of a few batches, so that the next is encoded while the broker stores
+        this one), wake-ups left out; whether the stop sentinel was among them."""
         work: list[_Work] = []
+        messages = 0
         while True:
             if item is None:
                 return work, True
             if item is not _WAKE:
                 work.append(item)  # type: ignore[arg-type]
-            if len(work) >= 1000:
+                messages += len(item[0])  # type: ignore[index]
+            if messages >= _ROUND_MESSAGES or len(work) >= 1000:
                 return work, False
             try:
                 item = self._pending.get_nowait()
@@ -411,7 +414,8 @@ class Producer:
             )
 
 
-_MAX_ROUNDS = 4  # async send rounds in flight before the sender waits for the oldest
+_MAX_ROUNDS = 8  # async send rounds in flight before the sender waits for the oldest
+_ROUND_MESSAGES = 400  # a round takes queued sends up to this many messages
 _ROUND_CHECK_S = 0.5  # how often the sender looks for a round past its deadline
 _WAKE = object()  # queued when a round completes: the sender settles it
 _Work = tuple[list[Message], "Future[list[SendResult]]"]
@@ -436,8 +440,9 @@ def _fill(
     offsets: Sequence[int],
 ) -> None:
     """Put the results of the messages ``chunk`` indexes, stored at ``offsets``."""
-    made = map(  # _make: tuple.__new__, no Python-level constructor per result
-        SendResult._make,
+    made = map(  # tuple.__new__ in C: no Python-level constructor call per result
+        tuple.__new__,
+        itertools.repeat(SendResult),
         zip(
             [routed[i].message_id for i in chunk],
             itertools.repeat(queue),
