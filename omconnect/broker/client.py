@@ -48,6 +48,17 @@ from omconnect.errors import (
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 1 << 18
+_LARGE_BODY = 1 << 16  # bodies from this size on are read into a buffer of their own
+
+
+def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:
+    """Fill ``view`` from ``sock``; False if the peer closed first."""
+    while view:
+        received = sock.recv_into(view)
+        if not received:
+            return False
+        view = view[received:]
+    return True
 
 
 def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -143,6 +154,9 @@ class _Connection:
             self.close(self._reason or lost)
 
     def _read_frames(self) -> None:
+        """Read frames until the peer closes; complete each call as its answer arrives.
+        A large body still arriving is read straight into its own buffer (not
+        gathered in ``buf`` first): a fetch of many messages is copied once."""
         buf = bytearray()
         recv = self.sock.recv
         while True:
@@ -156,12 +170,19 @@ class _Connection:
                 header = decode_header(
                     memoryview(buf)[pos : pos + HEADER_SIZE], self.max_frame_bytes
                 )
-                end = pos + HEADER_SIZE + header.body_length
+                start = pos + HEADER_SIZE
+                end = start + header.body_length
                 if end > size:
-                    break
-                self._complete(
-                    header.opcode, header.flags, header.request_id, buf[pos + HEADER_SIZE : end]
-                )
+                    if header.body_length < _LARGE_BODY:
+                        break
+                    body = bytearray(header.body_length)
+                    body[: size - start] = memoryview(buf)[start:size]
+                    if not _recv_exactly(self.sock, memoryview(body)[size - start :]):
+                        return
+                    end = size
+                else:
+                    body = buf[start:end]
+                self._complete(header.opcode, header.flags, header.request_id, body)
                 pos = end
             if pos:
                 del buf[:pos]

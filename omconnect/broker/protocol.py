@@ -643,6 +643,46 @@ def response_frame(spec: OpSpec, request_id: int, result: Any) -> bytes:
     return encode_frame(spec.op, request_id, _pack(spec.encode_result(result)), FLAG_RESPONSE)
 
 
+def response_frame_parts(spec: OpSpec, request_id: int, result: Any) -> list[bytes]:
+    """`response_frame` as parts to send back to back. A `Op.READ_BATCHES` answer
+    leaves each record's encoding a part of its own (the same bytes `response_frame`
+    would hold, without copying the encodings into one frame); others are one part."""
+    if spec.op is not Op.READ_BATCHES:
+        return [response_frame(spec, request_id, result)]
+    records: list[StoredMessage] = result.messages
+    parts: list[bytes] = []
+    head = bytearray(b"\x92") + _pack(result.next_offset) + _array_header(len(records))
+    for record in records:
+        head += b"\x95"  # [partition, offset, store_timestamp, encoded, count]
+        head += _pack(record.partition) + _pack(record.offset) + _pack(record.store_timestamp)
+        head += _bin_header(len(record.encoded))
+        parts += (bytes(head), record.encoded)
+        head = bytearray(_pack(record.count))
+    parts.append(bytes(head))
+    length = LENGTH_OVERHEAD + sum(map(len, parts))
+    header = HEADER.pack(length, PROTOCOL_VERSION, spec.op, FLAG_RESPONSE, request_id)
+    parts[0] = header + parts[0]
+    return parts
+
+
+def _bin_header(length: int) -> bytes:
+    """The msgpack header of a bin of ``length`` bytes (the shortest, as msgpack's)."""
+    if length < 1 << 8:
+        return bytes([0xC4, length])
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+def _array_header(count: int) -> bytes:
+    """The msgpack header of an array of ``count`` elements."""
+    if count < 16:
+        return bytes([0x90 | count])
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
+
+
 def error_frame(request_id: int, exc: BaseException) -> bytes:
     """A complete error response frame."""
     return encode_frame(Op.ERROR, request_id, encode_error(exc), FLAG_RESPONSE)

@@ -146,6 +146,12 @@ def test_batch_operations_over_tcp(server: ServerThread) -> None:
         assert [m.offset for m in client.read("ns", "q", 0, 1, 3, 0).messages] == [1, 2, 3]
         with pytest.raises(CorruptDataError):
             client.append_batch("ns", "q", 0, b"not a batch at all")
+        # A large batch: its answer arrives in many pieces and is read into one buffer.
+        large = [bytes([i]) * 20_000 for i in range(30)]
+        assert client.append_batch("ns", "q", 0, batch(*large)) == 5
+        for _ in range(3):  # several large answers back to back on one connection
+            result = client.read_batches("ns", "q", 0, 5, 100, 0)
+            assert bodies(result) == large
     finally:
         client.close()
 

@@ -253,3 +253,23 @@ def test_records_with_extra_trailing_fields_still_decode() -> None:
     body = msgpack.packb([3, [[0, 1, 2, b"e", 99]], "future"])
     result = decode_response(Op.READ, FLAG_RESPONSE, body, Op.READ)
     assert result == ReadResult([StoredMessage(0, 1, 2, b"e")], 3)
+
+
+@pytest.mark.parametrize("records", [0, 1, 3, 20, 70_000])
+def test_read_batches_answer_in_parts_is_the_same_frame(records: int) -> None:
+    from omconnect.broker.protocol import SPECS, response_frame_parts
+
+    spec = SPECS[Op.READ_BATCHES]
+    longest = 300 if records < 100 else 3  # the largest case stays under the frame limit
+    messages = [
+        StoredMessage(1, 10 * i, 5, b"x" * (i % longest), i % 7 + 1) for i in range(records)
+    ]
+    result = ReadResult(messages, 10 * records)
+    parts = response_frame_parts(spec, 9, result)
+    assert b"".join(parts) == response_frame(spec, 9, result)
+    header, body = split(b"".join(parts))
+    assert decode_response(header.opcode, header.flags, body, Op.READ_BATCHES) == result
+    other = SPECS[Op.QUEUE_INFO]
+    assert response_frame_parts(other, 3, QueueInfo("n", "q", 1)) == [
+        response_frame(other, 3, QueueInfo("n", "q", 1))
+    ]
