@@ -202,12 +202,14 @@ class PullConsumer:
 
     def ack(self, message: Message) -> None:
         """Mark a received message as processed; its offset may now be committed."""
+        key = _key(message)
+        queue, partition, offset = key
         with self._lock:
-            key = _key(message)
-            self._outstanding.pop(key, None)
-            tracker = self._trackers.get(key[:2])
+            if self._outstanding:  # empty unless an ack timeout is set
+                self._outstanding.pop(key, None)
+            tracker = self._trackers.get((queue, partition))
             if tracker is not None:  # else the partition moved away: it is redelivered there
-                tracker.acked(key[2])
+                tracker.acked(offset)
 
     def nack(self, message: Message) -> None:
         """Processing failed: redeliver later (retry queue) or dead-letter it."""
