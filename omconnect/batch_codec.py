@@ -59,6 +59,7 @@ _PARTITION_INDEX = codec.FIELDS.index("partition")
 _OFFSET_INDEX = codec.FIELDS.index("offset")
 _STORE_TIMESTAMP_INDEX = codec.FIELDS.index("store_timestamp")
 _GET_BODY = operator.attrgetter("body")
+_INT_ONLY = {int}
 _crc = crc32c.crc32c
 _packb = msgpack.Packer(use_bin_type=True).pack
 
@@ -227,7 +228,8 @@ def _parse_header(
         or not all(isinstance(c, list) and len(c) == count for c in columns)
         or not isinstance(lengths, list)
         or len(lengths) != count
-        or not all(type(n) is int and n >= 0 for n in lengths)
+        or set(map(type, lengths)) != _INT_ONLY  # in C: no Python step per message
+        or min(lengths) < 0
     ):
         raise CorruptDataError("batch headers do not match the batch's message count")
     if varying and not all(type(i) is int and i >= 0 for i in varying):
