@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 4096  # requests per connection waiting in a pool before reading pauses
 _HIGH_WATER = 4 << 20  # unsent response bytes per connection before reading pauses
 _DIRECT_WRITE = 1 << 16  # response parts from this size on are written without joining
+# Bytes a connection buffers before reading pauses: a large request (a batch) is
+# read without pausing and resuming the socket on the way.
+_READ_BUFFER = 4 << 20
 
 _Job = tuple[OpSpec, list[Any], int]
 
@@ -105,7 +108,11 @@ class BrokerServer:
         self._stopped = asyncio.Event()
         try:
             self._server = await asyncio.start_server(
-                self._on_connect, self.host, self._requested_port, reuse_address=True
+                self._on_connect,
+                self.host,
+                self._requested_port,
+                reuse_address=True,
+                limit=_READ_BUFFER,
             )
         except BaseException:
             self.poll_pool.shutdown(wait=False)
