@@ -275,11 +275,11 @@ class Producer:
                 self._sender.start()
 
     def _send_loop(self) -> None:
-        """The sender thread: takes everything queued as one round, sends it without
-        waiting (`_send_round`), and settles rounds in the order they were sent, in
-        this thread (so the waiters' callbacks never run on a client's reader
-        thread). At most `_MAX_ROUNDS` rounds are in flight; a flush marker (an
-        empty batch) resolves once every round before it is settled."""
+        """The sender thread: takes what is queued (up to `_ROUND_MESSAGES`) as one
+        round, sends it without waiting (`_send_round`), and settles rounds in the
+        order they were sent, in this thread (so the waiters' callbacks never run on
+        a client's reader thread). At most `_MAX_ROUNDS` rounds are in flight; a
+        flush marker (an empty batch) resolves once every round before it is settled."""
         rounds: deque[_Round] = deque()
         while True:
             self._settle(rounds, block=len(rounds) >= _MAX_ROUNDS)
@@ -364,9 +364,10 @@ class Producer:
 
     def _send_round(self, messages: list[Message]) -> Future[list[SendResult]]:
         """`send_batch` without waiting where the backend can (``append_batch_async``,
-        the TCP client): batches are sent back to back, and the future completes
-        when all are stored. Other chunks (delayed, single, in-process) are sent at
-        once. Raises what `_prepare` raises."""
+        the TCP client): batches (of one message too) are sent back to back, and the
+        future completes when all are stored. Delayed messages, and everything for a
+        backend without it (in-process), are sent and waited for at once. Raises
+        what `_prepare` raises."""
         send_async = getattr(self._backend, "append_batch_async", None)
         routed = self._prepare(messages)
         results: list[SendResult | None] = [None] * len(routed)
@@ -376,7 +377,7 @@ class Producer:
             for (queue, partition, delayed), indexes in _group(routed).items():
                 for chunk in _chunks(indexes, routed, self._max_batch, self._max_batch_bytes):
                     chunk_messages = [routed[i] for i in chunk]
-                    if send_async is None or delayed or len(chunk) == 1:
+                    if send_async is None or delayed:
                         offsets = self._store(queue, partition, delayed, chunk_messages)
                         _fill(results, routed, chunk, queue, partition, offsets)
                         continue
