@@ -25,6 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from omconnect.broker.api import BrokerApi, HalfMessage, KeyValue, KvEvent, QueueInfo, ReadResult
+from omconnect.broker.frame_parts import request_frame_parts
 from omconnect.broker.protocol import (
     CONNECTION_REQUEST_ID,
     DEFAULT_MAX_FRAME_BYTES,
@@ -35,7 +36,6 @@ from omconnect.broker.protocol import (
     decode_header,
     decode_response,
     request_frame,
-    request_frame_parts,
 )
 from omconnect.errors import (
     ConfigError,

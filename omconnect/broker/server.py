@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from omconnect.broker.api import BrokerApi, ReadResult
+from omconnect.broker.frame_parts import response_frame_parts
 from omconnect.broker.protocol import (
     CONNECTION_REQUEST_ID,
     DEFAULT_MAX_FRAME_BYTES,
@@ -46,7 +47,6 @@ from omconnect.broker.protocol import (
     decode_request,
     error_frame,
     peek_request_id,
-    response_frame_parts,
 )
 from omconnect.errors import OmConnectError, ProtocolError
 

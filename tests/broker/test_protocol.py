@@ -257,7 +257,8 @@ def test_records_with_extra_trailing_fields_still_decode() -> None:
 
 @pytest.mark.parametrize("records", [0, 1, 3, 20, 70_000])
 def test_read_batches_answer_in_parts_is_the_same_frame(records: int) -> None:
-    from omconnect.broker.protocol import SPECS, response_frame_parts
+    from omconnect.broker.frame_parts import response_frame_parts
+    from omconnect.broker.protocol import SPECS
 
     spec = SPECS[Op.READ_BATCHES]
     longest = 300 if records < 100 else 3  # the largest case stays under the frame limit
@@ -273,3 +274,14 @@ def test_read_batches_answer_in_parts_is_the_same_frame(records: int) -> None:
     assert response_frame_parts(other, 3, QueueInfo("n", "q", 1)) == [
         response_frame(other, 3, QueueInfo("n", "q", 1))
     ]
+
+
+@pytest.mark.parametrize("size", [0, 5, 300, 70_000])
+def test_a_request_in_parts_is_the_same_frame(size: int) -> None:
+    from omconnect.broker.frame_parts import request_frame_parts
+
+    blob = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    args = ["ns", "q", 3]
+    parts = request_frame_parts(Op.APPEND_BATCH, 12, args, blob)
+    assert b"".join(parts) == request_frame(Op.APPEND_BATCH, 12, [*args, blob])
+    assert parts[-1] is blob  # sent as it is, not copied into the frame
