@@ -354,12 +354,14 @@ class Producer:
                 count = sum(len(batch) for batch, _ in front.work)
                 log.warning("async send of %d messages failed: %s", count, error)
                 for _, future in front.work:
-                    future.set_exception(error)
+                    if future.set_running_or_notify_cancel():  # else the caller cancelled it
+                        future.set_exception(error)
                 continue
             results = front.sent.result()
             position = 0
             for batch, future in front.work:
-                future.set_result(results[position : position + len(batch)])
+                if future.set_running_or_notify_cancel():
+                    future.set_result(results[position : position + len(batch)])
                 position += len(batch)
 
     def _send_round(self, messages: list[Message]) -> Future[list[SendResult]]:

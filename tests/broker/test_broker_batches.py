@@ -215,3 +215,36 @@ def test_an_unacked_message_of_a_batch_comes_back_alone(tmp_path: Path) -> None:
                     break
             assert again is not None and (again.body, again.delivery_count) == (b"1", 1)
             assert again.properties["ORIGIN_OFFSET"] == "1"
+
+
+def test_a_send_callback_may_send_synchronously(server: ServerThread) -> None:
+    """Callbacks on async sends never run on the client's reader thread: a sync send
+    from one would wait for an answer only that thread can read."""
+    import threading
+
+    from omconnect.producer import Producer
+
+    client = BrokerClient(server.address, request_timeout=5.0)
+    try:
+        client.create_queue("ns", "q", 1)
+        producer = Producer(client, "ns")
+        outcome: list[object] = []
+        done = threading.Event()
+
+        def callback(_: object) -> None:
+            try:
+                outcome.append(producer.send(Message(b"from a callback", destination="q")))
+            except Exception as exc:
+                outcome.append(exc)
+            done.set()
+
+        for _ in range(20):
+            future = producer.send_batch_async([Message(b"a", destination="q")] * 3)
+            future.add_done_callback(callback)
+            assert done.wait(10)
+            done.clear()
+        producer.close()
+        assert all(not isinstance(o, Exception) for o in outcome), outcome
+        assert client.offset_range("ns", "q", 0) == (0, 20 * 4)
+    finally:
+        client.close()

@@ -80,11 +80,18 @@ def test_rounds_go_out_before_earlier_ones_are_answered() -> None:
     backend.wait_for_requests(2)  # sent although the first has no answer yet
     assert not first.done() and not second.done()
     settled_in: list[str] = []
-    first.add_done_callback(lambda _: settled_in.append(threading.current_thread().name))
-    backend.answer_all()
+    called = threading.Event()
+
+    def callback(_: Future[object]) -> None:
+        settled_in.append(threading.current_thread().name)
+        called.set()
+
+    first.add_done_callback(callback)
+    backend.answer_all()  # this thread plays the client's reader thread
     assert [(r.partition, r.offset) for r in first.result(5)] == [(0, 0), (0, 1), (0, 2)]
     assert [(r.partition, r.offset) for r in second.result(5)] == [(1, 0), (1, 1)]
-    assert settled_in == ["omconnect-producer-sender"]
+    assert called.wait(5)
+    assert settled_in == ["omconnect-producer-sender"]  # never the completing thread
     producer.close()
 
 
@@ -116,6 +123,20 @@ def test_a_failed_round_fails_its_waiters_only() -> None:
     backend.wait_for_requests(1)
     backend.answer_all()
     assert [r.offset for r in later.result(5)] == [0, 1]
+    producer.close()
+
+
+def test_a_cancelled_send_stays_cancelled() -> None:
+    backend = PipelinedBackend()
+    producer = Producer(backend, "ns")  # type: ignore[arg-type]
+    first = producer.send_batch_async(batch(2))
+    backend.wait_for_requests(1)
+    assert first.cancel()
+    later = producer.send_batch_async(batch(1))
+    backend.answer_all()
+    backend.wait_for_requests(1)
+    backend.answer_all()
+    assert first.cancelled() and [r.offset for r in later.result(5)] == [2]
     producer.close()
 
 
