@@ -21,6 +21,9 @@ fields; a decoder ignores fields past the ones it knows.
 The broker stores this encoding unchanged inside its commit-log records and serves
 it back, so a message is encoded once by the producer and decoded once by the
 consumer. `decode` never returns a message whose CRC fails.
+
+Format version 2 is a batch of messages in one encoding with the same first 14
+bytes (`omconnect.batch_codec`); this module reads and writes version 1 only.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def encode(message: Message) -> bytes:
     return _LENGTH_AND_CRC.pack(8 + len(tail), _crc(tail)) + tail
 
 
-def decode(data: bytes | memoryview, *, verify: bool = True) -> Message:
+def decode(data: bytes | bytearray | memoryview, *, verify: bool = True) -> Message:
     """Decode one encoding that fills ``data`` exactly.
 
     Raises `CorruptDataError` if the length, version or CRC do not match.

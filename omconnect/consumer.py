@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import queue as queue_mod
 import threading
 import time
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from omconnect import codec
+from omconnect import batch_codec, codec
 from omconnect.broker.api import BrokerApi, StoredMessage
 from omconnect.errors import ConfigError, CorruptDataError, NotFoundError, OmConnectError
 from omconnect.inflight import InFlight
@@ -103,7 +104,7 @@ class _Fetcher(threading.Thread):
         c = self.consumer
         while not self.stopped.is_set():
             try:
-                result = c._backend.read(
+                result = c._backend.read_batches(
                     c.namespace,
                     self.queue,
                     self.partition,
@@ -118,9 +119,9 @@ class _Fetcher(threading.Thread):
                 self.stopped.wait(0.5)
                 continue
             if result.messages:
-                self._put((self.queue, self.partition, self.epoch, result.messages))
+                self._put((self.queue, self.partition, self.epoch, self.offset, result.messages))
             elif result.next_offset > self.offset:
-                self._put((self.queue, self.partition, self.epoch, result.next_offset))
+                self._put((self.queue, self.partition, self.epoch, self.offset, result.next_offset))
             self.offset = result.next_offset
 
     def _put(self, item: _BufferItem) -> None:
@@ -132,7 +133,8 @@ class _Fetcher(threading.Thread):
                 continue
 
 
-_BufferItem = tuple[str, int, int, "list[StoredMessage] | int"]
+# (queue, partition, epoch, offset read from, what the read returned or the next offset)
+_BufferItem = tuple[str, int, int, int, "list[StoredMessage] | int"]
 
 
 class PullConsumer:
@@ -195,17 +197,19 @@ class PullConsumer:
         with self._lock:
             out, self._ready = self._ready[:max_messages], self._ready[max_messages:]
             if self.config.ack_timeout_ms > 0:  # only the ack timeout reads them
-                self._outstanding.update(dict.fromkeys(map(_key, out), time.monotonic()))
+                self._outstanding.update(dict.fromkeys(map(_RECEIPT, out), time.monotonic()))
         return out
 
     def ack(self, message: Message) -> None:
         """Mark a received message as processed; its offset may now be committed."""
+        key = _key(message)
+        queue, partition, offset = key
         with self._lock:
-            key = _key(message)
-            self._outstanding.pop(key, None)
-            tracker = self._trackers.get(key[:2])
+            if self._outstanding:  # empty unless an ack timeout is set
+                self._outstanding.pop(key, None)
+            tracker = self._trackers.get((queue, partition))
             if tracker is not None:  # else the partition moved away: it is redelivered there
-                tracker.acked(key[2])
+                tracker.acked(offset)
 
     def nack(self, message: Message) -> None:
         """Processing failed: redeliver later (retry queue) or dead-letter it."""
@@ -298,7 +302,7 @@ class PullConsumer:
         return first if internal or self.config.start_from == "earliest" else end
 
     def _unpack(self, item: _BufferItem) -> None:
-        queue, partition, epoch, payload = item
+        queue, partition, epoch, start, payload = item
         with self._lock:
             if self._epochs.get((queue, partition)) != epoch:
                 return  # fetched before the partition was revoked
@@ -308,18 +312,23 @@ class PullConsumer:
                 return
             for stored in payload:
                 try:
-                    message = codec.decode(stored.encoded, verify=False)
+                    messages = batch_codec.decode_delivered(
+                        stored.encoded,
+                        queue,
+                        stored.partition,
+                        stored.offset,
+                        stored.store_timestamp,
+                    )
                 except CorruptDataError as exc:  # the broker checked the CRC: a format bug
                     log.error(
                         "undecodable message %s/%d@%d: %s", queue, partition, stored.offset, exc
                     )
                     continue
-                message.partition = stored.partition
-                message.offset = stored.offset
-                message.store_timestamp = stored.store_timestamp
-                message.receipt = (queue, stored.partition, stored.offset)
-                tracker.delivered(stored.offset)
-                self._ready.append(message)
+                if stored.offset < start:  # a batch that began before the offset read from
+                    messages = messages[start - stored.offset :]
+                if messages:
+                    tracker.delivered_range(messages[0].offset, messages[-1].offset + 1)
+                    self._ready.extend(messages)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -369,6 +378,9 @@ class PullConsumer:
             count, cfg.retry_backoff_ms, cfg.retry_backoff_max_ms
         )
         self._backend.append_delayed(self.namespace, retry_queue(cfg.group), 0, [encoded], [due])
+
+
+_RECEIPT = operator.attrgetter("receipt")  # set on every message in _ready
 
 
 def _key(message: Message) -> tuple[str, int, int]:

@@ -37,6 +37,17 @@ class InFlight:
             self._committable = offset
         self._in_flight.append(offset)
 
+    def delivered_range(self, first: int, end: int) -> None:
+        """`delivered` for every offset of ``first .. end - 1`` at once (a batch)."""
+        if end <= first:
+            return
+        if first <= self._last:
+            raise ValueError(f"offset {first} delivered out of order (last {self._last})")
+        self._last = end - 1
+        if not self._in_flight:
+            self._committable = first
+        self._in_flight.extend(range(first, end))
+
     def skipped_to(self, next_offset: int) -> None:
         """The broker skipped offsets (expired messages) up to ``next_offset``; if
         nothing is in flight, the commit point may move there."""

@@ -20,23 +20,24 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
-from omconnect import codec
+from omconnect import batch_codec, codec
 from omconnect.broker.api import BrokerApi, HalfMessage
-from omconnect.errors import ConfigError, OmConnectError
+from omconnect.errors import ConfigError, OmConnectError, TimeoutError_
 from omconnect.message import Message
 from omconnect.partitioning import partition_for_key
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """Where a message was stored."""
+class SendResult(NamedTuple):
+    """Where a message was stored (a named tuple: immutable, cheap to make)."""
 
     message_id: str
     queue: str
@@ -77,19 +78,21 @@ class Producer:
         check_listener: CheckListener | None = None,
         clock: Callable[[], int] = now_ms,
         max_batch: int = 1000,
+        max_batch_bytes: int = 1 << 20,
     ) -> None:
         self._backend = backend
         self.namespace = namespace
         self.producer_group = producer_group
         self._clock = clock
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._id_prefix = uuid.uuid4().hex[:16]
         self._id_counter = itertools.count()
         self._host = f"{socket.gethostname()}/{os.getpid()}"
         self._round_robin = itertools.count()
         self._partitions: dict[str, int] = {}
-        self._pending: queue_mod.SimpleQueue[tuple[list[Message], Future[list[SendResult]]] | None]
-        self._pending = queue_mod.SimpleQueue()
+        self._pending: queue_mod.SimpleQueue[_Work | object | None] = queue_mod.SimpleQueue()
+        self._round_timeout_s = float(getattr(backend, "request_timeout", 30.0)) + 5.0
         self._sender: threading.Thread | None = None
         self._sender_lock = threading.Lock()
         self._closed = threading.Event()
@@ -117,22 +120,31 @@ class Producer:
         partition. A message with ``delay_time`` > 0 becomes visible that many ms
         after its ``born_timestamp``.
         """
-        routed = [self._prepare(m) for m in messages]
+        routed = self._prepare(messages)
         results: list[SendResult | None] = [None] * len(routed)
         for (queue, partition, delayed), indexes in _group(routed).items():
-            encoded = [codec.encode(routed[i]) for i in indexes]
-            for start in range(0, len(indexes), self._max_batch):
-                chunk = indexes[start : start + self._max_batch]
-                batch = encoded[start : start + self._max_batch]
-                if delayed:
-                    due = [routed[i].born_timestamp + routed[i].delay_time for i in chunk]
-                    self._backend.append_delayed(self.namespace, queue, partition, batch, due)
-                    offsets = [-1] * len(chunk)
-                else:
-                    offsets = self._backend.append(self.namespace, queue, partition, batch)
-                for i, offset in zip(chunk, offsets, strict=True):
-                    results[i] = SendResult(routed[i].message_id, queue, partition, offset)
+            for chunk in _chunks(indexes, routed, self._max_batch, self._max_batch_bytes):
+                offsets = self._store(queue, partition, delayed, [routed[i] for i in chunk])
+                _fill(results, routed, chunk, queue, partition, offsets)
         return [r for r in results if r is not None]
+
+    def _store(
+        self, queue: str, partition: int, delayed: bool, messages: list[Message]
+    ) -> Sequence[int]:
+        """Send one chunk of prepared messages for one partition; their offsets (-1
+        for delayed ones). Two or more undelayed messages travel as one batch."""
+        if delayed:
+            encoded = [codec.encode(m) for m in messages]
+            due = [m.born_timestamp + m.delay_time for m in messages]
+            self._backend.append_delayed(self.namespace, queue, partition, encoded, due)
+            return [-1] * len(messages)
+        if len(messages) == 1:
+            return self._backend.append(
+                self.namespace, queue, partition, [codec.encode(messages[0])]
+            )
+        batch = batch_codec.encode_batch(messages)
+        first = self._backend.append_batch(self.namespace, queue, partition, batch)
+        return range(first, first + len(messages))
 
     def send_async(self, message: Message) -> Future[SendResult]:
         """Queue one message for the sender thread; the future gives its result."""
@@ -184,7 +196,7 @@ class Producer:
         if not self.producer_group:
             raise ConfigError("producer_group", "transactional sends need a producer group")
         transaction_id = uuid.uuid4().hex
-        routed = [self._prepare(m, transaction_id=transaction_id) for m in messages]
+        routed = self._prepare(messages, transaction_id)
         for (queue, partition, _), indexes in _group(routed).items():
             encoded = [codec.encode(routed[i]) for i in indexes]
             self._backend.prepare(
@@ -220,25 +232,37 @@ class Producer:
             self._partitions[queue] = count
         return count
 
-    def _prepare(self, message: Message, transaction_id: str = "") -> Message:
-        if not message.destination:
-            raise ConfigError("destination", "a message needs a destination queue")
-        if not isinstance(message.body, bytes | bytearray):
-            raise ConfigError("body", f"message body must be bytes, not {type(message.body)}")
-        if not message.message_id:
-            message.message_id = f"{self._id_prefix}{next(self._id_counter):08x}"
-        if not message.born_timestamp:
-            message.born_timestamp = self._clock()
-        if not message.born_host:
-            message.born_host = self._host
-        if transaction_id:
-            message.transaction_id = transaction_id
-        count = self.partitions_of(message.destination)
-        if message.message_key:
-            message.partition = partition_for_key(message.message_key, count)
-        elif not 0 <= message.partition < count:
-            message.partition = next(self._round_robin) % count
-        return message
+    def _prepare(self, messages: Sequence[Message], transaction_id: str = "") -> list[Message]:
+        """Check ``messages`` and fill in what the producer sets: a message id, the
+        born timestamp (one clock reading for the call) and host, the transaction id,
+        and the partition (the key's, or round-robin unless a valid one is set).
+        `ConfigError` for a message without a destination or with a non-bytes body."""
+        now = self._clock()
+        host, prefix, ids = self._host, self._id_prefix, self._id_counter
+        counts: dict[str, int] = {}
+        for message in messages:
+            destination = message.destination
+            if not destination:
+                raise ConfigError("destination", "a message needs a destination queue")
+            body = message.body
+            if type(body) is not bytes and not isinstance(body, bytearray):
+                raise ConfigError("body", f"message body must be bytes, not {type(body)}")
+            if not message.message_id:
+                message.message_id = f"{prefix}{next(ids):08x}"
+            if not message.born_timestamp:
+                message.born_timestamp = now
+            if not message.born_host:
+                message.born_host = host
+            if transaction_id:
+                message.transaction_id = transaction_id
+            count = counts.get(destination)
+            if count is None:
+                count = counts[destination] = self.partitions_of(destination)
+            if message.message_key:
+                message.partition = partition_for_key(message.message_key, count)
+            elif not 0 <= message.partition < count:
+                message.partition = next(self._round_robin) % count
+        return list(messages)
 
     def _ensure_sender(self) -> None:
         if self._sender is not None:
@@ -251,32 +275,122 @@ class Producer:
                 self._sender.start()
 
     def _send_loop(self) -> None:
+        """The sender thread: takes what is queued (up to `_ROUND_MESSAGES`) as one
+        round, sends it without waiting (`_send_round`), and settles rounds in the
+        order they were sent, in this thread (so the waiters' callbacks never run on
+        a client's reader thread). At most `_MAX_ROUNDS` rounds are in flight; a
+        flush marker (an empty batch) resolves once every round before it is settled."""
+        rounds: deque[_Round] = deque()
         while True:
-            item = self._pending.get()
-            if item is None:
-                return
-            work = [item]
-            while len(work) < 1000:
-                try:
-                    more = self._pending.get_nowait()
-                except queue_mod.Empty:
-                    break
-                if more is None:
-                    self._pending.put(None)
-                    break
-                work.append(more)
-            messages = [m for batch, _ in work for m in batch]
+            self._settle(rounds, block=len(rounds) >= _MAX_ROUNDS)
             try:
-                results = self.send_batch(messages) if messages else []
-            except Exception as exc:  # each waiter learns the outcome
-                log.warning("async send of %d messages failed: %s", len(messages), exc)
-                for _, future in work:
-                    future.set_exception(exc)
+                item = self._pending.get(timeout=_ROUND_CHECK_S if rounds else None)
+            except queue_mod.Empty:
                 continue
+            work, stop = self._drain(item)
+            real = [entry for entry in work if entry[0]]
+            if real:
+                rounds.append(self._start_round(real))
+            markers = [future for batch, future in work if not batch]
+            if markers or stop:
+                while rounds:
+                    self._settle(rounds, block=True)
+                for marker in markers:
+                    marker.set_result([])
+            if stop:
+                return
+
+    def _drain(self, item: _Work | object | None) -> tuple[list[_Work], bool]:
+        """``item`` and whatever else is queued, up to `_ROUND_MESSAGES` messages (a
+        round of a few batches, so that the next is encoded while the broker stores
+        this one), wake-ups left out; whether the stop sentinel was among them."""
+        work: list[_Work] = []
+        messages = 0
+        while True:
+            if item is None:
+                return work, True
+            if item is not _WAKE:
+                work.append(item)  # type: ignore[arg-type]
+                messages += len(item[0])  # type: ignore[index]
+            if messages >= _ROUND_MESSAGES or len(work) >= 1000:
+                return work, False
+            try:
+                item = self._pending.get_nowait()
+            except queue_mod.Empty:
+                return work, False
+
+    def _start_round(self, work: list[_Work]) -> _Round:
+        """Send the messages of ``work``; a failure to even send fails the round."""
+        messages = [m for batch, _ in work for m in batch]
+        try:
+            sent = self._send_round(messages)
+        except Exception as exc:
+            sent = Future()
+            sent.set_exception(exc)
+        else:  # wake the sender when the round completes, to settle it promptly
+            sent.add_done_callback(lambda _: self._pending.put(_WAKE))
+        return _Round(work, sent, time.monotonic() + self._round_timeout_s)
+
+    def _settle(self, rounds: deque[_Round], block: bool) -> None:
+        """Resolve the waiters of the completed rounds at the front of ``rounds``;
+        with ``block``, first wait for the oldest one (failing it with
+        `TimeoutError_` past its deadline). A round past its deadline fails too."""
+        while rounds:
+            front = rounds[0]
+            if block:
+                wait([front.sent], timeout=max(0.0, front.deadline - time.monotonic()))
+                block = False
+            if not front.sent.done():
+                if time.monotonic() < front.deadline:
+                    return
+                error: BaseException | None = TimeoutError_(
+                    "no answer from the broker for an async send within "
+                    f"{self._round_timeout_s:.1f} s"
+                )
+            else:
+                error = front.sent.exception()
+            rounds.popleft()
+            if error is not None:
+                count = sum(len(batch) for batch, _ in front.work)
+                log.warning("async send of %d messages failed: %s", count, error)
+                for _, future in front.work:
+                    if future.set_running_or_notify_cancel():  # else the caller cancelled it
+                        future.set_exception(error)
+                continue
+            results = front.sent.result()
             position = 0
-            for batch, future in work:
-                future.set_result(results[position : position + len(batch)])
+            for batch, future in front.work:
+                if future.set_running_or_notify_cancel():
+                    future.set_result(results[position : position + len(batch)])
                 position += len(batch)
+
+    def _send_round(self, messages: list[Message]) -> Future[list[SendResult]]:
+        """`send_batch` without waiting where the backend can (``append_batch_async``,
+        the TCP client): batches (of one message too) are sent back to back, and the
+        future completes when all are stored. Delayed messages, and everything for a
+        backend without it (in-process), are sent and waited for at once. Raises
+        what `_prepare` raises."""
+        send_async = getattr(self._backend, "append_batch_async", None)
+        routed = self._prepare(messages)
+        results: list[SendResult | None] = [None] * len(routed)
+        waiting: list[tuple[list[int], str, int, Future[int]]] = []
+        done: Future[list[SendResult]] = Future()
+        try:
+            for (queue, partition, delayed), indexes in _group(routed).items():
+                for chunk in _chunks(indexes, routed, self._max_batch, self._max_batch_bytes):
+                    chunk_messages = [routed[i] for i in chunk]
+                    if send_async is None or delayed:
+                        offsets = self._store(queue, partition, delayed, chunk_messages)
+                        _fill(results, routed, chunk, queue, partition, offsets)
+                        continue
+                    batch = batch_codec.encode_batch(chunk_messages)
+                    sent = send_async(self.namespace, queue, partition, batch)
+                    waiting.append((chunk, queue, partition, sent))
+        except Exception as exc:
+            done.set_exception(exc)  # the batches already sent may still be stored
+            return done
+        _when_all(waiting, results, routed, done)
+        return done
 
     def _check_loop(self, listener: CheckListener) -> None:
         while not self._closed.is_set():
@@ -303,6 +417,78 @@ class Producer:
             )
 
 
+_MAX_ROUNDS = 8  # async send rounds in flight before the sender waits for the oldest
+_ROUND_MESSAGES = 400  # a round takes queued sends up to this many messages
+_ROUND_CHECK_S = 0.5  # how often the sender looks for a round past its deadline
+_WAKE = object()  # queued when a round completes: the sender settles it
+_Work = tuple[list[Message], "Future[list[SendResult]]"]
+
+
+@dataclass(slots=True)
+class _Round:
+    """Async sends taken by the sender at once: their waiters, the future of all
+    their results (in order), and when to give up on it."""
+
+    work: list[_Work]
+    sent: Future[list[SendResult]]
+    deadline: float
+
+
+def _fill(
+    results: list[SendResult | None],
+    routed: Sequence[Message],
+    chunk: list[int],
+    queue: str,
+    partition: int,
+    offsets: Sequence[int],
+) -> None:
+    """Put the results of the messages ``chunk`` indexes, stored at ``offsets``."""
+    made = map(  # tuple.__new__ in C: no Python-level constructor call per result
+        tuple.__new__,
+        itertools.repeat(SendResult),
+        zip(
+            [routed[i].message_id for i in chunk],
+            itertools.repeat(queue),
+            itertools.repeat(partition),
+            offsets,
+        ),
+    )
+    for i, result in zip(chunk, made, strict=True):
+        results[i] = result
+
+
+def _when_all(
+    waiting: list[tuple[list[int], str, int, Future[int]]],
+    results: list[SendResult | None],
+    routed: Sequence[Message],
+    done: Future[list[SendResult]],
+) -> None:
+    """Complete ``done`` with ``results`` once every batch in ``waiting`` (each
+    giving its first offset) is stored, or with the first failure."""
+    if not waiting:
+        done.set_result([r for r in results if r is not None])
+        return
+    lock = threading.Lock()
+    remaining = [len(waiting)]
+
+    def one_done(_: Future[int]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        for chunk, queue, partition, sent in waiting:
+            error = sent.exception()
+            if error is not None:
+                done.set_exception(error)
+                return
+            first = sent.result()
+            _fill(results, routed, chunk, queue, partition, range(first, first + len(chunk)))
+        done.set_result([r for r in results if r is not None])
+
+    for *_, sent in waiting:
+        sent.add_done_callback(one_done)
+
+
 class Transaction:
     """Half messages waiting for this process's decision."""
 
@@ -323,9 +509,34 @@ class Transaction:
         self._backend.end_transaction(self._namespace, self.transaction_id, False)
 
 
+def _chunks(
+    indexes: list[int], messages: Sequence[Message], max_count: int, max_bytes: int
+) -> list[list[int]]:
+    """``indexes`` cut into runs of at most ``max_count`` messages whose bodies add up
+    to at most ``max_bytes`` (a larger message gets a run of its own)."""
+    sizes = [len(messages[i].body) for i in indexes]
+    if len(indexes) <= max_count and sum(sizes) <= max_bytes:
+        return [indexes]
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    total = 0
+    for i, size in zip(indexes, sizes, strict=True):
+        if chunk and (len(chunk) >= max_count or total + size > max_bytes):
+            chunks.append(chunk)
+            chunk, total = [], 0
+        chunk.append(i)
+        total += size
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
 def _group(messages: Sequence[Message]) -> dict[tuple[str, int, bool], list[int]]:
     """Indexes of messages per (queue, partition, delayed), in input order."""
+    keys = [(m.destination, m.partition, m.delay_time > 0) for m in messages]
+    if keys and keys.count(keys[0]) == len(keys):  # the common case: one partition
+        return {keys[0]: list(range(len(keys)))}
     groups: dict[tuple[str, int, bool], list[int]] = {}
-    for i, m in enumerate(messages):
-        groups.setdefault((m.destination, m.partition, m.delay_time > 0), []).append(i)
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
     return groups

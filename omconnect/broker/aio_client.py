@@ -221,6 +221,11 @@ class AsyncBrokerClient:
     ) -> list[int]:
         return await self.call(Op.APPEND, namespace, queue, partition, list(messages))
 
+    async def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
+        return await self.call(Op.APPEND_BATCH, namespace, queue, partition, batch)
+
     async def append_delayed(
         self,
         namespace: str,
@@ -268,6 +273,28 @@ class AsyncBrokerClient:
     ) -> ReadResult:
         return await self.call(
             Op.READ,
+            namespace,
+            queue,
+            partition,
+            offset,
+            max_messages,
+            max_wait_ms,
+            max_bytes,
+            max_wait_ms=max_wait_ms,
+        )
+
+    async def read_batches(
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_wait_ms: int,
+        max_bytes: int = 4 << 20,
+    ) -> ReadResult:
+        return await self.call(
+            Op.READ_BATCHES,
             namespace,
             queue,
             partition,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from omconnect import codec
+from omconnect import batch_codec, codec
 from omconnect.broker.api import (
     BrokerApi,
     HalfMessage,
@@ -36,6 +36,7 @@ from omconnect.broker.api import (
     ReadResult,
     StoredMessage,
 )
+from omconnect.broker.commitlog import BATCH_HEADER_SIZE
 from omconnect.broker.config import MAX_TRANSACTION_ID_LENGTH, BrokerConfig
 from omconnect.broker.delay import DelayedDelivery
 from omconnect.broker.kv import KvStore, validate_key
@@ -227,6 +228,26 @@ class Broker(BrokerApi):
         self.metrics.record_in(namespace, queue, payloads)
         return list(range(result.first_offset, result.first_offset + len(payloads)))
 
+    def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
+        """See `BrokerApi.append_batch`. The batch is stored as one batch record; one
+        larger than ``max_message_bytes`` (or a segment) is stored message by message,
+        each checked against the limit as `append` does."""
+        meta = self._partition(namespace, queue, partition)
+        if not isinstance(batch, bytes | bytearray | memoryview):
+            raise ConfigError("batch", "must be a batch encoding (bytes)")
+        batch = bytes(batch)
+        count = batch_codec.check_batch(batch)
+        limit = self.config.store.segment_bytes - BATCH_HEADER_SIZE
+        if len(batch) > min(self.config.max_message_bytes, limit):
+            return self.append(namespace, queue, partition, batch_codec.split_batch(batch))[0]
+        with self._append_lock:
+            result = self._store.append_batch(meta.queue_id, partition, batch, count)
+        self._store.wait_durable(result.end_position)
+        self.metrics.record_in_count(namespace, queue, count, len(batch))
+        return result.first_offset
+
     def append_delayed(
         self,
         namespace: str,
@@ -312,6 +333,37 @@ class Broker(BrokerApi):
         max_wait_ms: int,
         max_bytes: int = 4 << 20,
     ) -> ReadResult:
+        return self._poll(
+            namespace, queue, partition, offset, max_messages, max_wait_ms, max_bytes, False
+        )
+
+    def read_batches(
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_wait_ms: int,
+        max_bytes: int = 4 << 20,
+    ) -> ReadResult:
+        return self._poll(
+            namespace, queue, partition, offset, max_messages, max_wait_ms, max_bytes, True
+        )
+
+    def _poll(
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_wait_ms: int,
+        max_bytes: int,
+        whole_batches: bool,
+    ) -> ReadResult:
+        """`read` (``whole_batches`` False) or `read_batches`: long-polls until
+        something is there or ``max_wait_ms`` passed."""
         meta = self._partition(namespace, queue, partition)
         for name, value, low in (
             ("offset", offset, 0),
@@ -322,9 +374,15 @@ class Broker(BrokerApi):
                 raise ConfigError(name, f"must be an integer >= {low}")
         deadline = time.monotonic() + self._wait_s(max_wait_ms)
         while True:
-            result = self._read_once(meta, partition, offset, max_messages, max_bytes)
+            result = self._read_once(
+                meta, partition, offset, max_messages, max_bytes, whole_batches
+            )
             if result.messages:
-                self.metrics.record_out(namespace, queue, [m.encoded for m in result.messages])
+                messages = result.messages
+                sizes = sum(len(m.encoded) for m in messages)
+                self.metrics.record_out_count(
+                    namespace, queue, sum(m.count for m in messages), sizes
+                )
                 return result
             offset = result.next_offset
             with self._arrived:
@@ -335,21 +393,47 @@ class Broker(BrokerApi):
                     self._arrived.wait(remaining)
 
     def _read_once(
-        self, meta: QueueMeta, partition: int, offset: int, max_messages: int, max_bytes: int
+        self,
+        meta: QueueMeta,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_bytes: int,
+        whole_batches: bool,
     ) -> ReadResult:
         """What is there now from ``offset``, skipping expired messages (reading on
         past them, so a run of expired messages does not stall the reader)."""
         first, end = self._store.offset_range(meta.queue_id, partition)
         offset = max(offset, first)
         while offset < end:
-            batch = self._store.read(meta.queue_id, partition, offset, max_messages, max_bytes)
-            if not batch:
+            records = self._store.read(meta.queue_id, partition, offset, max_messages, max_bytes)
+            if not records:
                 break
-            offset = batch[-1].offset + 1
-            live = self._unexpired(batch)
+            start, offset = offset, records[-1].offset + records[-1].count
+            if whole_batches:
+                live = self._live_records(records, start)
+            else:
+                live = self._unexpired(_one_per_message(records, start))
+                if len(live) > max_messages:  # the last batch record reached past it
+                    live = live[:max_messages]
+                    offset = live[-1].offset + 1
             if live:
                 return ReadResult(live, offset)
         return ReadResult([], offset)
+
+    def _live_records(self, records: list[StoredMessage], start: int) -> list[StoredMessage]:
+        """Records as stored, minus expired messages. A batch record holding a
+        message with an expire time is served message by message instead."""
+        out: list[StoredMessage] = []
+        for record in records:
+            encoded = record.encoded
+            if not batch_codec.is_batch(encoded):
+                out.extend(self._unexpired([record]))
+            elif batch_codec.batch_flags(encoded) & codec.FLAG_EXPIRES:
+                out.extend(self._unexpired(_one_per_message([record], start)))
+            else:
+                out.append(record)
+        return out
 
     def _unexpired(self, batch: list[StoredMessage]) -> list[StoredMessage]:
         now = self._clock()
@@ -479,6 +563,24 @@ class Broker(BrokerApi):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _one_per_message(records: list[StoredMessage], start: int) -> list[StoredMessage]:
+    """The messages of ``records`` at offsets from ``start`` on, one `StoredMessage`
+    (with a version-1 encoding) each: batch records are split."""
+    out: list[StoredMessage] = []
+    for record in records:
+        if not batch_codec.is_batch(record.encoded):
+            out.append(record)
+            continue
+        for i, encoded in enumerate(batch_codec.split_batch(record.encoded)):
+            if record.offset + i >= start:
+                out.append(
+                    StoredMessage(
+                        record.partition, record.offset + i, record.store_timestamp, encoded
+                    )
+                )
+    return out
 
 
 def lock_data_dir(data_dir: Path) -> int:

@@ -19,12 +19,13 @@ import itertools
 import logging
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from omconnect.broker.api import BrokerApi, HalfMessage, KeyValue, KvEvent, QueueInfo, ReadResult
+from omconnect.broker.frame_parts import request_frame_parts
 from omconnect.broker.protocol import (
     CONNECTION_REQUEST_ID,
     DEFAULT_MAX_FRAME_BYTES,
@@ -47,6 +48,17 @@ from omconnect.errors import (
 logger = logging.getLogger(__name__)
 
 _RECV_SIZE = 1 << 18
+_LARGE_BODY = 1 << 16  # bodies from this size on are read into a buffer of their own
+
+
+def _recv_exactly(sock: socket.socket, view: memoryview) -> bool:
+    """Fill ``view`` from ``sock``; False if the peer closed first."""
+    while view:
+        received = sock.recv_into(view)
+        if not received:
+            return False
+        view = view[received:]
+    return True
 
 
 def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
@@ -70,6 +82,21 @@ def parse_addresses(addresses: str | Sequence[str]) -> list[tuple[str, int]]:
 
 def _as_list(values: Sequence[Any]) -> list[Any] | tuple[Any, ...]:
     return values if isinstance(values, list | tuple) else list(values)
+
+
+def _send_all(sock: socket.socket, parts: list[bytes | bytearray]) -> None:
+    """Send ``parts`` back to back, gathering them in one ``sendmsg`` call where the
+    socket takes it all (no copy of a large part into a frame)."""
+    if len(parts) == 1:
+        sock.sendall(parts[0])
+        return
+    views = [memoryview(part) for part in parts]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = views[0][sent:]
 
 
 class _Connection:
@@ -127,6 +154,9 @@ class _Connection:
             self.close(self._reason or lost)
 
     def _read_frames(self) -> None:
+        """Read frames until the peer closes; complete each call as its answer arrives.
+        A large body still arriving is read straight into its own buffer (not
+        gathered in ``buf`` first): a fetch of many messages is copied once."""
         buf = bytearray()
         recv = self.sock.recv
         while True:
@@ -140,12 +170,19 @@ class _Connection:
                 header = decode_header(
                     memoryview(buf)[pos : pos + HEADER_SIZE], self.max_frame_bytes
                 )
-                end = pos + HEADER_SIZE + header.body_length
+                start = pos + HEADER_SIZE
+                end = start + header.body_length
                 if end > size:
-                    break
-                self._complete(
-                    header.opcode, header.flags, header.request_id, buf[pos + HEADER_SIZE : end]
-                )
+                    if header.body_length < _LARGE_BODY:
+                        break
+                    body = bytearray(header.body_length)
+                    body[: size - start] = memoryview(buf)[start:size]
+                    if not _recv_exactly(self.sock, memoryview(body)[size - start :]):
+                        return
+                    end = size
+                else:
+                    body = buf[start:end]
+                self._complete(header.opcode, header.flags, header.request_id, body)
                 pos = end
             if pos:
                 del buf[:pos]
@@ -209,12 +246,18 @@ class BrokerClient(BrokerApi):
         when the request cannot be sent: `ConnectionLostError` if no broker accepts a
         connection, `ProtocolError` for a frame over ``max_frame_bytes``.
         """
+        return self._send(op, lambda request_id: [request_frame(op, request_id, args)])
+
+    def _send(self, op: Op, frame_parts: Callable[[int], list[bytes | bytearray]]) -> Future[Any]:
+        """Send the request frame ``frame_parts(request_id)`` gives (in parts sent
+        back to back); return the future of its result."""
         future: Future[Any] = Future()
         request_id = next(self._ids) % MAX_REQUEST_ID + 1  # 1 .. 2**32-1; 0 is reserved
-        frame = request_frame(op, request_id, args)
-        if len(frame) > self.max_frame_bytes:
+        parts = frame_parts(request_id)
+        size = sum(map(len, parts))
+        if size > self.max_frame_bytes:
             raise ProtocolError(
-                f"request of {len(frame)} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
+                f"request of {size} bytes exceeds max_frame_bytes={self.max_frame_bytes}"
             )
         connection = self._connected()
         try:
@@ -224,7 +267,7 @@ class BrokerClient(BrokerApi):
             connection.register(request_id, future, op)
         try:
             with self._send_lock:
-                connection.sock.sendall(frame)
+                _send_all(connection.sock, parts)
         except OSError as exc:
             connection.close(ConnectionLostError(f"sending to broker {connection.address}: {exc}"))
         return future
@@ -314,6 +357,22 @@ class BrokerClient(BrokerApi):
     ) -> list[int]:
         return self._wait(self.append_async(namespace, queue, partition, messages), 0)
 
+    def append_batch_async(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> Future[int]:
+        """`append_batch` without waiting: the future gets the first offset. Ordered
+        with this client's other appends to the partition, as `append_async`. The
+        batch is sent as it is (not copied into the frame)."""
+        args = [namespace, queue, partition]
+        return self._send(
+            Op.APPEND_BATCH, lambda rid: request_frame_parts(Op.APPEND_BATCH, rid, args, batch)
+        )
+
+    def append_batch(
+        self, namespace: str, queue: str, partition: int, batch: bytes | bytearray
+    ) -> int:
+        return self._wait(self.append_batch_async(namespace, queue, partition, batch), 0)
+
     def append_delayed(
         self,
         namespace: str,
@@ -367,6 +426,28 @@ class BrokerClient(BrokerApi):
     ) -> ReadResult:
         return self.call(
             Op.READ,
+            namespace,
+            queue,
+            partition,
+            offset,
+            max_messages,
+            max_wait_ms,
+            max_bytes,
+            max_wait_ms=max_wait_ms,
+        )
+
+    def read_batches(
+        self,
+        namespace: str,
+        queue: str,
+        partition: int,
+        offset: int,
+        max_messages: int,
+        max_wait_ms: int,
+        max_bytes: int = 4 << 20,
+    ) -> ReadResult:
+        return self.call(
+            Op.READ_BATCHES,
             namespace,
             queue,
             partition,

@@ -7,17 +7,24 @@ record never spans two segments: when the next record does not fit, the log roll
 the next segment and the rest of the old one stays unused (segment files are not
 preallocated, so a file's length is the data it holds).
 
-Record layout (little-endian), ``HEADER_SIZE`` = 33 bytes + payload::
+Two record kinds share one layout (little-endian). A *message record* (magic
+``MAGIC``, ``HEADER_SIZE`` = 33 bytes + payload) holds one message; a *batch record*
+(magic ``BATCH_MAGIC``, ``BATCH_HEADER_SIZE`` = 37 bytes + payload) holds the
+``count`` messages of a producer's batch at consecutive queue offsets::
 
     offset  size  field
     0       4     total size of the record, header included
     4       4     CRC-32C of bytes [8, total)
-    8       1     magic / record format version (``MAGIC``)
+    8       1     magic / record format version (``MAGIC`` or ``BATCH_MAGIC``)
     9       4     queue id
     13      4     partition
-    17      8     queue offset (the record's offset in its partition)
+    17      8     queue offset (the record's offset in its partition; a batch
+                  record's first message's)
     25      8     store timestamp, epoch ms
-    33      ...   payload: an `omconnect.codec` message encoding, stored unchanged
+    33      4     batch records only: message count (at least 1)
+    33/37   ...   payload: an `omconnect.codec` message encoding (message record) or
+                  an `omconnect.batch_codec` batch encoding (batch record), stored
+                  unchanged
 
 Recovery rule: scanning a segment, the first record whose size, magic or CRC is
 invalid, or that runs past the end of the file, is the end of the log. A later segment
@@ -43,12 +50,14 @@ import crc32c
 from omconnect.errors import CorruptDataError
 
 MAGIC = 0xC1
+BATCH_MAGIC = 0xC2
 _U32 = struct.Struct("<I")
 _PREFIX = struct.Struct("<II")
 _TAIL = struct.Struct("<BIIQQ")
 RECORD_HEADER = struct.Struct("<IIBIIQQ")  # size, crc, magic, queue, partition, offset, ts
 _HEADER = RECORD_HEADER
 HEADER_SIZE = _HEADER.size  # 33
+BATCH_HEADER_SIZE = HEADER_SIZE + _U32.size  # 37
 NAME_DIGITS = 20
 _SCAN_WINDOW = 8 << 20
 _crc = crc32c.crc32c
@@ -66,6 +75,8 @@ class RecordHeader:
     partition: int
     queue_offset: int
     store_timestamp: int
+    count: int = 1  # messages in the record: more than 1 only in a batch record
+    header_size: int = HEADER_SIZE  # where the payload starts
 
 
 def encode_record(
@@ -80,16 +91,41 @@ def encode_record(
 def decode_header(buf: bytes | memoryview, at: int = 0) -> RecordHeader | None:
     """Validate the record starting at ``buf[at:]``; None if it is not a whole valid record.
 
-    Checks the size field (at least a header, within ``buf``), the magic and the CRC.
+    Checks the size field (at least a header, within ``buf``), the magic, a batch
+    record's count (at least 1) and the CRC.
     """
     if len(buf) - at < HEADER_SIZE:
         return None
     size, crc, magic, queue_id, partition, offset, ts = _HEADER.unpack_from(buf, at)
-    if magic != MAGIC or size < HEADER_SIZE or at + size > len(buf):
+    if magic == MAGIC:
+        count, header_size = 1, HEADER_SIZE
+    elif magic == BATCH_MAGIC and size >= BATCH_HEADER_SIZE and at + size <= len(buf):
+        count, header_size = _U32.unpack_from(buf, at + HEADER_SIZE)[0], BATCH_HEADER_SIZE
+        if count < 1:
+            return None
+    else:
+        return None
+    if size < header_size or at + size > len(buf):
         return None
     if _crc(memoryview(buf)[at + 8 : at + size]) != crc:
         return None
-    return RecordHeader(size, queue_id, partition, offset, ts)
+    return RecordHeader(size, queue_id, partition, offset, ts, count, header_size)
+
+
+def encode_batch_record(
+    queue_id: int,
+    partition: int,
+    first_offset: int,
+    store_timestamp: int,
+    payload: bytes,
+    count: int,
+) -> bytes:
+    """One batch record's bytes: ``count`` messages at ``first_offset`` on, whose
+    batch encoding is ``payload``."""
+    tail = _TAIL.pack(BATCH_MAGIC, queue_id, partition, first_offset, store_timestamp)
+    tail += _U32.pack(count)
+    crc = _crc(payload, _crc(tail))
+    return _PREFIX.pack(BATCH_HEADER_SIZE + len(payload), crc) + tail + payload
 
 
 def encode_batch(
@@ -287,6 +323,24 @@ class CommitLog:
             self._end = position + len(data)
             self.bytes_written += len(data)
         return positions, sizes
+
+    def append_record(self, data: bytes) -> int:
+        """Write one encoded record (`encode_batch_record`) at the end of the log,
+        rolling to the next segment if it does not fit in this one; return its
+        position. It must fit in an empty segment (the caller checks). Page cache
+        only, like `append_batch`; on a write error the log's end does not move."""
+        position = self._end
+        seg_end = position - position % self.segment_bytes + self.segment_bytes
+        if position + len(data) > seg_end:
+            position = seg_end
+        segment = self._segments[-1]
+        if position >= segment.start + self.segment_bytes:
+            segment = self._roll(position)
+        _pwrite_all(segment.fd, data, position - segment.start)
+        segment.size = position - segment.start + len(data)
+        self._end = position + len(data)
+        self.bytes_written += len(data)
+        return position
 
     def _roll(self, start: int) -> _Segment:
         segment = _Segment(self.directory / segment_name(start), start)

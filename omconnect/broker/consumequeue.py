@@ -8,7 +8,8 @@ layout (little-endian, ``ENTRY_SIZE`` = 16 bytes)::
     offset  size  field
     0       8     commit-log position of the record
     8       4     record size (header included); 0 marks a hole (no message)
-    12      4     key hash, or 0 (reserved: the store does not decode keys)
+    12      4     the message's index in its record: 0 in a message record, 0 .. count-1
+                  in a batch record (whose entries all point at the record)
 
 Holes appear only when an index is rebuilt from a commit log whose oldest records
 of the partition were already deleted; a hole carries the position of the next real
@@ -43,9 +44,14 @@ def file_base(offset: int, entries_per_file: int) -> int:
     return offset - offset % entries_per_file
 
 
-def encode_entries(positions: Sequence[int], sizes: Sequence[int]) -> bytes:
-    """Index entries for records at ``positions`` of ``sizes`` (key hash 0)."""
-    return b"".join(map(ENTRY.pack, positions, sizes, itertools.repeat(0, len(positions))))
+def encode_entries(
+    positions: Sequence[int], sizes: Sequence[int], indexes: Sequence[int] | None = None
+) -> bytes:
+    """Index entries for messages in records at ``positions`` of ``sizes``, at
+    ``indexes`` in their records (all 0, message records, when None)."""
+    if indexes is None:
+        indexes = itertools.repeat(0, len(positions))  # type: ignore[assignment]
+    return b"".join(map(ENTRY.pack, positions, sizes, indexes))  # type: ignore[arg-type]
 
 
 class _File:
@@ -79,9 +85,12 @@ class ConsumeQueue:
 
     # -- write -----------------------------------------------------------------------
 
-    def append(self, positions: Sequence[int], sizes: Sequence[int]) -> None:
-        """Index records at ``next_offset``, ``next_offset + 1``, ... (page cache only)."""
-        data = encode_entries(positions, sizes)
+    def append(
+        self, positions: Sequence[int], sizes: Sequence[int], indexes: Sequence[int] | None = None
+    ) -> None:
+        """Index messages at ``next_offset``, ``next_offset + 1``, ... (page cache only);
+        ``indexes`` are their places in their records (None: message records)."""
+        data = encode_entries(positions, sizes, indexes)
         offset = self.next_offset
         done = 0
         while done < len(data):
@@ -121,8 +130,13 @@ class ConsumeQueue:
     def entries(self, offset: int, count: int) -> list[tuple[int, int]]:
         """(position, size) of offsets ``offset .. offset + count - 1`` that exist
         (clamped to ``next_offset``); size 0 is a hole."""
+        return [(position, size) for position, size, _ in self.indexed_entries(offset, count)]
+
+    def indexed_entries(self, offset: int, count: int) -> list[tuple[int, int, int]]:
+        """Like `entries`, with each message's index in its record:
+        (position, size, index); a hole is (position, 0, 0)."""
         end = min(offset + count, self.next_offset)
-        out: list[tuple[int, int]] = []
+        out: list[tuple[int, int, int]] = []
         while offset < end:
             base = file_base(offset, self.entries_per_file)
             stop = min(end, base + self.entries_per_file)
@@ -132,9 +146,9 @@ class ConsumeQueue:
                 f = self._files[i]
                 n = max(0, min(stop, base + f.count) - offset)
                 data = os.pread(f.fd, n * ENTRY_SIZE, (offset - base) * ENTRY_SIZE)
-                out.extend((pos, size) for pos, size, _ in ENTRY.iter_unpack(data))
+                out.extend(ENTRY.iter_unpack(data))
                 have = len(data) // ENTRY_SIZE
-            out.extend([(0, 0)] * (stop - offset - have))
+            out.extend([(0, 0, 0)] * (stop - offset - have))
             offset = stop
         return out
 

@@ -146,6 +146,18 @@ class BrokerMetrics:
             self._messages_out.labels(namespace, queue).inc(len(payloads))
             self._bytes_out.labels(namespace, queue).inc(sum(map(len, payloads)))
 
+    def record_in_count(self, namespace: str, queue: str, messages: int, size: int) -> None:
+        """Count ``messages`` of ``size`` bytes in all stored in a queue (a batch)."""
+        if messages:
+            self._messages_in.labels(namespace, queue).inc(messages)
+            self._bytes_in.labels(namespace, queue).inc(size)
+
+    def record_out_count(self, namespace: str, queue: str, messages: int, size: int) -> None:
+        """Count ``messages`` of ``size`` bytes in all served by a read."""
+        if messages:
+            self._messages_out.labels(namespace, queue).inc(messages)
+            self._bytes_out.labels(namespace, queue).inc(size)
+
     def forget_queue(self, namespace: str, queue: str) -> None:
         """Drop a deleted queue's series."""
         for counter in (self._messages_in, self._bytes_in, self._messages_out, self._bytes_out):

@@ -85,6 +85,8 @@ class Op(IntEnum):
     KV_DELETE = 21
     KV_LIST = 22
     KV_WATCH = 23
+    APPEND_BATCH = 24
+    READ_BATCHES = 25
     ERROR = 255
 
 
@@ -261,6 +263,27 @@ def read_result_to_wire(result: ReadResult) -> list[Any]:
 
 def read_result_from_wire(value: Any) -> ReadResult:
     return ReadResult([StoredMessage(m[0], m[1], m[2], m[3]) for m in value[1]], value[0])
+
+
+def stored_record_to_wire(message: StoredMessage) -> tuple[int, int, int, bytes, int]:
+    """``[partition, offset, store_timestamp, encoded, count]``: a `StoredMessage`
+    that may hold a whole batch (`Op.READ_BATCHES`)."""
+    return (
+        message.partition,
+        message.offset,
+        message.store_timestamp,
+        message.encoded,
+        message.count,
+    )
+
+
+def read_batches_result_to_wire(result: ReadResult) -> list[Any]:
+    """``[next_offset, [stored_record, ...]]``."""
+    return [result.next_offset, [stored_record_to_wire(m) for m in result.messages]]
+
+
+def read_batches_result_from_wire(value: Any) -> ReadResult:
+    return ReadResult([StoredMessage(m[0], m[1], m[2], m[3], m[4]) for m in value[1]], value[0])
 
 
 def half_message_to_wire(half: HalfMessage) -> list[Any]:
@@ -530,6 +553,23 @@ _SPECS: tuple[OpSpec, ...] = (
         (_NS, _r("prefix"), _i("from_revision"), _WAIT),
         _events_to_wire,
         _events_from_wire,
+        execution="poll",
+    ),
+    OpSpec(
+        Op.APPEND_BATCH,
+        "append_batch",
+        (_NS, _QUEUE, _PART, ("batch", _is_bytes, _REQUIRED)),
+        _same,
+        _same,
+        execution="write",
+        lane=(0, 1, 2),
+    ),
+    OpSpec(
+        Op.READ_BATCHES,
+        "read_batches",
+        (_NS, _QUEUE, _PART, _i("offset"), _i("max_messages"), _WAIT, _i("max_bytes", 4 << 20)),
+        read_batches_result_to_wire,
+        read_batches_result_from_wire,
         execution="poll",
     ),
 )

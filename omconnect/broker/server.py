@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from omconnect.broker.api import BrokerApi, ReadResult
+from omconnect.broker.frame_parts import response_frame_parts
 from omconnect.broker.protocol import (
     CONNECTION_REQUEST_ID,
     DEFAULT_MAX_FRAME_BYTES,
@@ -46,7 +47,6 @@ from omconnect.broker.protocol import (
     decode_request,
     error_frame,
     peek_request_id,
-    response_frame,
 )
 from omconnect.errors import OmConnectError, ProtocolError
 
@@ -54,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4096  # requests per connection waiting in a pool before reading pauses
 _HIGH_WATER = 4 << 20  # unsent response bytes per connection before reading pauses
+_DIRECT_WRITE = 1 << 16  # response parts from this size on are written without joining
+# Bytes a connection buffers before reading pauses: a large request (a batch) is
+# read without pausing and resuming the socket on the way.
+_READ_BUFFER = 4 << 20
 
 _Job = tuple[OpSpec, list[Any], int]
 
@@ -104,7 +108,11 @@ class BrokerServer:
         self._stopped = asyncio.Event()
         try:
             self._server = await asyncio.start_server(
-                self._on_connect, self.host, self._requested_port, reuse_address=True
+                self._on_connect,
+                self.host,
+                self._requested_port,
+                reuse_address=True,
+                limit=_READ_BUFFER,
             )
         except BaseException:
             self.poll_pool.shutdown(wait=False)
@@ -305,50 +313,65 @@ class _Connection:
                     return
                 job = lane.popleft()
 
-    def _post(self, frame: bytes) -> None:
+    def _post(self, frame: list[bytes]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is gone: the server stopped
             self._loop.call_soon_threadsafe(self._on_done, frame)
 
-    def _on_done(self, frame: bytes) -> None:
+    def _on_done(self, frame: list[bytes]) -> None:
         self._in_flight -= 1
         if self._in_flight < MAX_IN_FLIGHT:
             self._room.set()
         self._respond(frame)
 
-    def _execute(self, spec: OpSpec, args: list[Any], request_id: int, result: Any = None) -> bytes:
+    def _execute(
+        self, spec: OpSpec, args: list[Any], request_id: int, result: Any = None
+    ) -> list[bytes]:
         """Run one request against the api (unless ``result`` is given); return its
-        response or error frame."""
+        response (in parts, see `response_frame_parts`) or error frame."""
         try:
             if result is None and spec.op is not Op.PING:
                 result = getattr(self._api, spec.method)(*args)
-            return response_frame(spec, request_id, result)
+            return response_frame_parts(spec, request_id, result)
         except OmConnectError as exc:
-            return error_frame(request_id, exc)
+            return [error_frame(request_id, exc)]
         except Exception as exc:
             logger.exception(
                 "broker %s failed (request %d from %s)", spec.method, request_id, self._peer
             )
-            return error_frame(request_id, exc)
+            return [error_frame(request_id, exc)]
 
     # -- responses -----------------------------------------------------------------
 
-    def _respond(self, frame: bytes) -> None:
+    def _respond(self, frame: list[bytes]) -> None:
         if self._closed:
             return
-        self._out.append(frame)
+        self._out += frame
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Write what is buffered: small parts joined, large ones (message
+        encodings) passed on as they are, so they are not copied once more."""
         self._flush_scheduled = False
-        if self._out and not self._closed:
-            out, self._out = self._out, []
-            self._writer.write(out[0] if len(out) == 1 else b"".join(out))
+        if not self._out or self._closed:
+            return
+        out, self._out = self._out, []
+        small: list[bytes] = []
+        for part in out:
+            if len(part) < _DIRECT_WRITE:
+                small.append(part)
+                continue
+            if small:
+                self._writer.write(b"".join(small))
+                small = []
+            self._writer.write(part)
+        if small:
+            self._writer.write(small[0] if len(small) == 1 else b"".join(small))
 
     def _reject(self, request_id: int, exc: ProtocolError) -> None:
         logger.warning("closing connection from %s: %s", self._peer, exc)
-        self._respond(error_frame(request_id or CONNECTION_REQUEST_ID, exc))
+        self._respond([error_frame(request_id or CONNECTION_REQUEST_ID, exc)])
         self.close()
 
 

@@ -19,6 +19,11 @@ queue have been fsynced, so everything it states is on disk. Recovery on open:
    point past the truncated tail are dropped.
 
 Without a checkpoint every consume queue is rebuilt from the whole commit log.
+
+A batch record (a producer's batch, see `commitlog`) gets one index entry per
+message, each pointing at the record with the message's index in it; recovery
+re-indexes a batch record whose entries were only partly written, and reads return
+the record whole (its first offset and message count), once.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +42,15 @@ from typing import Literal
 import crc32c
 
 from omconnect.broker.api import StoredMessage
-from omconnect.broker.commitlog import HEADER_SIZE, MAGIC, RECORD_HEADER, CommitLog
+from omconnect.broker.commitlog import (
+    BATCH_HEADER_SIZE,
+    BATCH_MAGIC,
+    HEADER_SIZE,
+    MAGIC,
+    RECORD_HEADER,
+    CommitLog,
+    encode_batch_record,
+)
 from omconnect.broker.consumequeue import ConsumeQueue
 from omconnect.broker.files import write_file_atomically
 from omconnect.broker.flush import FlushService, PeriodicTask
@@ -52,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 AppendListener = Callable[[int, int, int], None]
 _U32_MAX = 2**32 - 1
+_COUNT = struct.Struct("<I")  # a batch record's message count, after the common header
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,17 +272,24 @@ class MessageStore:
             cq = self._consume_queue(*key)
             cq.advance_min(log.min_position)
             if cq.next_offset < expected:  # behind the checkpoint: re-index its records
-                scan_start = min(scan_start, self._position_after_last(cq))
+                scan_start = min(scan_start, self._last_record_position(cq))
         for record in log.scan(scan_start):
             header = record.header
             dropped_at = self._dropped.get(header.queue_id)
             if dropped_at is not None and record.position < dropped_at:
                 continue
             cq = self._consume_queue(header.queue_id, header.partition)
-            if header.queue_offset < cq.next_offset:
-                continue
+            if header.queue_offset + header.count <= cq.next_offset:
+                continue  # indexed already
             cq.skip_to(header.queue_offset, record.position)
-            cq.append([record.position], [header.size])
+            # A batch record's entries may be indexed in part (a torn index file).
+            first_index = cq.next_offset - header.queue_offset
+            missing = header.count - first_index
+            cq.append(
+                [record.position] * missing,
+                [header.size] * missing,
+                range(first_index, header.count),
+            )
             self._last_timestamp = max(self._last_timestamp, header.store_timestamp)
         end = log.end_position
         for key, cq in self._queues.items():
@@ -278,11 +300,13 @@ class MessageStore:
                 # Its records are older than the commit log's oldest segment.
                 cq.skip_to(expected, end)
 
-    def _position_after_last(self, cq: ConsumeQueue) -> int:
+    def _last_record_position(self, cq: ConsumeQueue) -> int:
+        """Where to rescan an index that is behind: its last record's start (that
+        record is scanned again, as a batch record's entries may be indexed in part)."""
         if cq.next_offset > cq.min_offset:
             position, size = cq.entries(cq.next_offset - 1, 1)[0]
             if size:
-                return max(position + size, self._log.min_position)
+                return max(position, self._log.min_position)
         return self._log.min_position
 
     def _queue_dirs(self) -> list[tuple[int, int]]:
@@ -311,19 +335,61 @@ class MessageStore:
 
     def append(self, queue_id: int, partition: int, payloads: Sequence[bytes]) -> AppendResult:
         """Append ``payloads`` (message encodings, stored unchanged) to one partition,
-        in order, at consecutive offsets. Thread-safe. Returns once the bytes are in
-        the page cache; call `wait_durable` with ``end_position`` for fsync.
+        in order, at consecutive offsets, one message record each. Thread-safe.
+        Returns once the bytes are in the page cache; call `wait_durable` with
+        ``end_position`` for fsync.
 
         Raises `MessageTooLargeError` (nothing is written), `RetriableError` on a
         write error (nothing is written), `FatalError` after an fsync failure.
         """
-        if not (0 <= queue_id <= _U32_MAX and 0 <= partition <= _U32_MAX):
-            raise ConfigError("queue_id/partition", "must be in 0 .. 2**32-1")
         if payloads and max(map(len, payloads)) > self._max_payload:
             raise MessageTooLargeError(
                 f"message of {max(map(len, payloads))} bytes exceeds the limit of "
                 f"{self._max_payload} bytes"
             )
+
+        def write(first: int, timestamp: int) -> tuple[list[int], list[int], None]:
+            positions, sizes = self._log.append_batch(
+                queue_id, partition, first, timestamp, payloads
+            )
+            return positions, sizes, None
+
+        return self._write(queue_id, partition, len(payloads), write)
+
+    def append_batch(
+        self, queue_id: int, partition: int, payload: bytes, count: int
+    ) -> AppendResult:
+        """Append one batch record: ``count`` messages whose batch encoding is
+        ``payload`` (stored unchanged), at consecutive offsets of one partition; each
+        offset gets its own index entry. Durability and errors as `append`; the
+        record must fit in a segment with its header (`MessageTooLargeError`)."""
+        if count < 1:
+            raise ConfigError("count", "a batch record holds at least one message")
+        limit = self._config.segment_bytes - BATCH_HEADER_SIZE
+        if len(payload) > limit:
+            raise MessageTooLargeError(
+                f"batch of {len(payload)} bytes exceeds the limit of {limit} bytes"
+            )
+
+        def write(first: int, timestamp: int) -> tuple[list[int], list[int], range]:
+            data = encode_batch_record(queue_id, partition, first, timestamp, payload, count)
+            position = self._log.append_record(data)
+            return [position] * count, [len(data)] * count, range(count)
+
+        return self._write(queue_id, partition, count, write)
+
+    def _write(
+        self,
+        queue_id: int,
+        partition: int,
+        count: int,
+        write: Callable[[int, int], tuple[list[int], list[int], Sequence[int] | None]],
+    ) -> AppendResult:
+        """Run ``write(first_offset, store_timestamp)`` (which writes ``count``
+        messages to the commit log and returns their index entries) under the lock,
+        index them, then tell the listeners. A write error undoes both."""
+        if not (0 <= queue_id <= _U32_MAX and 0 <= partition <= _U32_MAX):
+            raise ConfigError("queue_id/partition", "must be in 0 .. 2**32-1")
         if self._flusher.error is not None:
             raise FatalError(f"store stopped after an fsync failure: {self._flusher.error}")
         with self._lock:
@@ -332,22 +398,19 @@ class MessageStore:
             cq = self._consume_queue(queue_id, partition)
             first = cq.next_offset
             timestamp = max(self._clock(), self._last_timestamp)
-            if not payloads:
+            if not count:
                 return AppendResult(first, timestamp, self._log.end_position)
             self._last_timestamp = timestamp
             start = self._log.end_position
             try:
-                positions, sizes = self._log.append_batch(
-                    queue_id, partition, first, timestamp, payloads
-                )
-                cq.append(positions, sizes)
+                cq.append(*write(first, timestamp))
             except OSError as exc:
                 cq.truncate(first)
                 self._log.truncate(start)
                 raise RetriableError(f"commit-log write failed: {exc}") from exc
             end = self._log.end_position
             next_offset = cq.next_offset
-            self._messages_written += len(payloads)
+            self._messages_written += count
         for listener in self._listeners:
             try:
                 listener(queue_id, partition, next_offset)
@@ -383,11 +446,13 @@ class MessageStore:
     def read(
         self, queue_id: int, partition: int, offset: int, max_messages: int, max_bytes: int
     ) -> list[StoredMessage]:
-        """Up to ``max_messages`` messages from ``offset`` on, within ``max_bytes`` of
-        payload but at least one if any exists. An offset below the first retained one
-        reads from there. Every record's CRC and header are checked: a bad one raises
-        `CorruptDataError` naming its commit-log position."""
-        chosen: list[tuple[int, int, int]] = []  # (offset, position, size)
+        """The records holding the next ``max_messages`` messages from ``offset`` on,
+        within ``max_bytes`` of payload but at least one if any exists. An offset below
+        the first retained one reads from there. A batch record comes whole, once (its
+        `StoredMessage.count` > 1 or its offset below ``offset``: the caller skips the
+        messages it does not want). Every record's CRC and header are checked: a bad
+        one raises `CorruptDataError` naming its commit-log position."""
+        chosen: list[tuple[int, int, int]] = []  # (record's offset, position, size)
         blobs: list[tuple[int, bytes]] = []
         with self._lock:
             cq = self._queues.get((queue_id, partition))
@@ -396,10 +461,11 @@ class MessageStore:
             offset = max(offset, cq.min_offset)
             total = 0
             while not chosen and offset < cq.next_offset:
-                entries = cq.entries(offset, max_messages)
-                for i, (position, size) in enumerate(entries):
-                    if size == 0:
-                        continue  # a hole
+                entries = cq.indexed_entries(offset, max_messages)
+                previous = -1
+                for i, (position, size, index) in enumerate(entries):
+                    if size == 0 or position == previous:
+                        continue  # a hole, or the rest of a batch record already chosen
                     if not HEADER_SIZE <= size <= self._config.segment_bytes:
                         raise CorruptDataError(
                             f"index entry {offset + i} of queue {queue_id} partition "
@@ -407,7 +473,8 @@ class MessageStore:
                         )
                     if chosen and total + size - HEADER_SIZE > max_bytes:
                         break
-                    chosen.append((offset + i, position, size))
+                    chosen.append((offset + i - index, position, size))
+                    previous = position
                     total += size - HEADER_SIZE
                 offset += len(entries)
             blobs = self._read_runs(chosen)
@@ -557,13 +624,18 @@ def _verify(
             run_end = run_start + len(run)
         at = position - run_start
         fields = unpack_from(run, at) if at + HEADER_SIZE <= len(run) else None
+        count, header_size = 1, HEADER_SIZE
+        if fields is not None and fields[2] == BATCH_MAGIC and size >= BATCH_HEADER_SIZE:
+            count, header_size = _COUNT.unpack_from(run, at + HEADER_SIZE)[0], BATCH_HEADER_SIZE
+        elif fields is not None and fields[2] != MAGIC:
+            fields = None
         if (
             fields is None
             or fields[0] != size
-            or fields[2] != MAGIC
             or fields[3] != queue_id
             or fields[4] != partition
             or fields[5] != offset
+            or count < 1
             or at + size > len(run)
             or crc(run[at + 8 : at + size]) != fields[1]
         ):
@@ -572,6 +644,8 @@ def _verify(
                 f"{partition} offset {offset}) fails its CRC or does not match its index"
             )
         append(
-            StoredMessage(partition, offset, fields[6], bytes(run[at + HEADER_SIZE : at + size]))
+            StoredMessage(
+                partition, offset, fields[6], bytes(run[at + header_size : at + size]), count
+            )
         )
     return out

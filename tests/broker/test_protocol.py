@@ -89,6 +89,11 @@ SAMPLES: dict[Op, tuple[list[Any], Any]] = {
         ["ns", "config/", 4, 2000],
         ([KvEvent("put", "config/a", b"v", 4), KvEvent("delete", "config/b", b"", 5)], 6),
     ),
+    Op.APPEND_BATCH: (["ns", "q", 1, b"\x00batch\xff"], 40),
+    Op.READ_BATCHES: (
+        ["ns", "q", 2, 5, 100, 1000, 1 << 20],
+        ReadResult([StoredMessage(2, 3, 99, b"\x00batch", 4), StoredMessage(2, 7, 100, b"b")], 9),
+    ),
 }
 
 
@@ -248,3 +253,35 @@ def test_records_with_extra_trailing_fields_still_decode() -> None:
     body = msgpack.packb([3, [[0, 1, 2, b"e", 99]], "future"])
     result = decode_response(Op.READ, FLAG_RESPONSE, body, Op.READ)
     assert result == ReadResult([StoredMessage(0, 1, 2, b"e")], 3)
+
+
+@pytest.mark.parametrize("records", [0, 1, 3, 20, 70_000])
+def test_read_batches_answer_in_parts_is_the_same_frame(records: int) -> None:
+    from omconnect.broker.frame_parts import response_frame_parts
+    from omconnect.broker.protocol import SPECS
+
+    spec = SPECS[Op.READ_BATCHES]
+    longest = 300 if records < 100 else 3  # the largest case stays under the frame limit
+    messages = [
+        StoredMessage(1, 10 * i, 5, b"x" * (i % longest), i % 7 + 1) for i in range(records)
+    ]
+    result = ReadResult(messages, 10 * records)
+    parts = response_frame_parts(spec, 9, result)
+    assert b"".join(parts) == response_frame(spec, 9, result)
+    header, body = split(b"".join(parts))
+    assert decode_response(header.opcode, header.flags, body, Op.READ_BATCHES) == result
+    other = SPECS[Op.QUEUE_INFO]
+    assert response_frame_parts(other, 3, QueueInfo("n", "q", 1)) == [
+        response_frame(other, 3, QueueInfo("n", "q", 1))
+    ]
+
+
+@pytest.mark.parametrize("size", [0, 5, 300, 70_000])
+def test_a_request_in_parts_is_the_same_frame(size: int) -> None:
+    from omconnect.broker.frame_parts import request_frame_parts
+
+    blob = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    args = ["ns", "q", 3]
+    parts = request_frame_parts(Op.APPEND_BATCH, 12, args, blob)
+    assert b"".join(parts) == request_frame(Op.APPEND_BATCH, 12, [*args, blob])
+    assert parts[-1] is blob  # sent as it is, not copied into the frame

@@ -64,3 +64,17 @@ def test_committable_is_always_the_first_unacked(count: int, rnd: random.Random)
         unacked = [o for o in offsets if o not in acked]
         expected = unacked[0] if unacked else offsets[-1] + 1
         assert tracker.committable == expected
+
+
+def test_a_delivered_range_is_many_deliveries() -> None:
+    tracker = InFlight(start=5)
+    tracker.delivered_range(5, 9)
+    assert tracker.pending == 4 and tracker.committable == 5
+    for offset in (6, 5, 8):
+        tracker.acked(offset)
+    assert tracker.committable == 7
+    with pytest.raises(ValueError):
+        tracker.delivered_range(8, 12)  # overlaps what was delivered
+    tracker.delivered_range(12, 12)  # empty: nothing happens
+    tracker.acked(7)
+    assert tracker.committable == 9 and tracker.pending == 0
