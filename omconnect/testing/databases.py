@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,26 @@ class MariaDBServer:
                     cursor.execute(statement)
         finally:
             connection.close()
+
+    def purge_binlogs_until_gone(self, file: str, timeout_s: float = 30.0) -> None:
+        """``PURGE BINARY LOGS TO`` the newest file until binlog ``file`` is gone.
+        MariaDB keeps a file until its binlog checkpoint moved on (InnoDB flushed), so
+        this retries; `ServiceStartError` if ``file`` is still there after
+        ``timeout_s``."""
+        connection = self.connect()
+        deadline = time.monotonic() + timeout_s
+        try:
+            with connection.cursor() as cursor:
+                while time.monotonic() < deadline:
+                    cursor.execute("SHOW BINARY LOGS")
+                    files = [row[0] for row in cursor.fetchall()]
+                    if file not in files:
+                        return
+                    cursor.execute(f"PURGE BINARY LOGS TO '{files[-1]}'")
+                    time.sleep(0.2)
+        finally:
+            connection.close()
+        raise ServiceStartError(f"binlog {file} could not be purged in {timeout_s:.0f}s")
 
     def stop(self) -> None:
         """End the server; the data directory stays for `restart()`."""

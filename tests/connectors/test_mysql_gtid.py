@@ -142,7 +142,7 @@ def test_resumes_by_gtid_after_the_stored_binlog_file_was_purged(mariadb_factory
     stored_file = stored["file"]
     server.execute("FLUSH BINARY LOGS")
     server.execute("INSERT INTO items VALUES (2, 'b', 2)", database="shop")
-    _purge_until_gone(server, stored_file)
+    server.purge_binlogs_until_gone(stored_file)
     harness.config["binlog.positioning"] = "file"
     with pytest.raises(FatalError, match="is no longer on the server"):
         harness.restart()
@@ -178,7 +178,7 @@ def test_a_purged_gtid_is_reported_with_the_fix(mariadb_factory: Any) -> None:
     stored_file = _stored(harness)["file"]
     server.execute("INSERT INTO items VALUES (2, 'b', 2)", database="shop")  # not captured
     server.execute("FLUSH BINARY LOGS")
-    _purge_until_gone(server, stored_file)
+    server.purge_binlogs_until_gone(stored_file)
     harness.restart()
     try:
         with pytest.raises(FatalError, match=r"after GTIDs 0-1-\d+.*snapshot\.mode=when_needed"):
@@ -192,25 +192,6 @@ def test_a_purged_gtid_is_reported_with_the_fix(mariadb_factory: Any) -> None:
     finally:
         harness.stop()
     assert _ids_of(snapshot) == [("r", 1), ("r", 2)]
-
-
-def _purge_until_gone(server: MariaDBServer, file: str) -> None:
-    """PURGE BINARY LOGS TO the newest file until ``file`` is gone (MariaDB keeps a
-    file until its binlog checkpoint moved on)."""
-    connection = server.connect()
-    deadline = time.monotonic() + 30
-    try:
-        with connection.cursor() as cursor:
-            while time.monotonic() < deadline:
-                cursor.execute("SHOW BINARY LOGS")
-                files = [row[0] for row in cursor.fetchall()]
-                if file not in files:
-                    return
-                cursor.execute(f"PURGE BINARY LOGS TO '{files[-1]}'")
-                time.sleep(0.2)
-    finally:
-        connection.close()
-    raise AssertionError(f"{file} could not be purged")
 
 
 def _gtid_position(server: MariaDBServer, variable: str) -> str:

@@ -5,7 +5,6 @@ preconditions and DDL."""
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -257,23 +256,8 @@ def test_purged_position_is_an_error_or_a_new_snapshot_when_needed(mariadb_facto
 
 
 def _purge_all_but_the_newest_binlog(server: MariaDBServer, before: Any) -> None:
-    """PURGE BINARY LOGS TO the newest file. MariaDB keeps a file until its binlog
-    checkpoint moved on (InnoDB flushed), so retry for a while."""
-    stored = next(iter(before.stored.values()))[1]["file"]
-    connection = server.connect()
-    deadline = time.monotonic() + 30
-    try:
-        with connection.cursor() as cursor:
-            while time.monotonic() < deadline:
-                cursor.execute("SHOW BINARY LOGS")
-                files = [row[0] for row in cursor.fetchall()]
-                if stored not in files:
-                    return
-                cursor.execute(f"PURGE BINARY LOGS TO '{files[-1]}'")
-                time.sleep(0.2)
-    finally:
-        connection.close()
-    raise AssertionError(f"{stored} could not be purged")
+    """Purge binlogs until the file of the offset stored in ``before`` is gone."""
+    server.purge_binlogs_until_gone(next(iter(before.stored.values()))[1]["file"])
 
 
 def test_refuses_a_server_without_full_row_metadata(mariadb_factory: Any) -> None:
