@@ -5,12 +5,12 @@ replica that has the same GTID history but its own binlog files."""
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from mysql_test_support import fresh_database, ids_of, source_config
 
 from omconnect.connect.records import SourceRecord
 from omconnect.connectors.mysql.source import MySqlSourceConnector
@@ -18,37 +18,11 @@ from omconnect.errors import FatalError
 from omconnect.testing.connectors import SourceHarness
 from omconnect.testing.databases import MariaDBServer
 
-_ids = itertools.count(1)
 
-
-def _config(server: MariaDBServer, prefix: str, database: str, **extra: str) -> dict[str, str]:
-    return {
-        "database.hostname": server.host,
-        "database.port": str(server.port),
-        "database.user": "root",
-        "database.password": "",
-        "database.server.id": str(next(_ids) + 5000),
-        "topic.prefix": prefix,
-        "database.include.list": database,
-        "poll.interval.ms": "200",
-        "connect.backoff.initial.delay.ms": "100",
-        "connect.backoff.max.delay.ms": "500",
-        **extra,
-    }
-
-
-def _ids_of(records: list[SourceRecord]) -> list[tuple[str, int]]:
-    """(op, id) of each change record; tombstones as ("tombstone", id)."""
-    out: list[tuple[str, int]] = []
-    for record in records:
-        if record.topic.startswith("__omconnect-heartbeat"):
-            continue
-        if record.value is None:
-            out.append(("tombstone", record.key.as_dict()["id"]))
-            continue
-        value = record.value.as_dict()
-        out.append((value["op"], (value["after"] or value["before"])["id"]))
-    return out
+@pytest.fixture
+def database(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database on the shared server with table ``items``."""
+    yield from fresh_database(mariadb_server, "gtid_" + request.node.name.replace("test_", "")[:40])
 
 
 def _stored(harness: SourceHarness) -> dict[str, Any]:
@@ -60,23 +34,10 @@ def _replace_stored(harness: SourceHarness, **fields: Any) -> None:
     harness.offsets.stored[key] = (partition, {**offset, **fields})
 
 
-@pytest.fixture
-def database(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh database on the shared server with table ``items``."""
-    name = "gtid_" + request.node.name.replace("test_", "")[:40]
-    mariadb_server.execute(
-        f"DROP DATABASE IF EXISTS {name}",
-        f"CREATE DATABASE {name}",
-        f"CREATE TABLE {name}.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
-    )
-    yield name
-    mariadb_server.execute(f"DROP DATABASE IF EXISTS {name}")
-
-
 def test_resumes_mid_transaction_by_gtid_whatever_file_and_position_say(
     mariadb_server: MariaDBServer, database: str
 ) -> None:
-    config = _config(mariadb_server, "gtidmid", database, **{"max.batch.size": "2"})
+    config = source_config(mariadb_server, "gtidmid", database, **{"max.batch.size": "2"})
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
         mariadb_server.execute(
@@ -106,8 +67,8 @@ def test_resumes_mid_transaction_by_gtid_whatever_file_and_position_say(
         and stored["gtids"]
         and (stored["event"], stored["row"]) == (0, 2)
     )
-    assert _ids_of(first) == [("c", 1), ("c", 2)]
-    assert _ids_of(rest) == [("c", 3), ("u", 2), ("c", 4)]
+    assert ids_of(first) == [("c", 1), ("c", 2)]
+    assert ids_of(rest) == [("c", 3), ("u", 2), ("c", 4)]
     assert extra == []
     assert rest[-1].source_offset["file"].startswith("binlog.")
 
@@ -115,7 +76,7 @@ def test_resumes_mid_transaction_by_gtid_whatever_file_and_position_say(
 def _poll_changes(harness: SourceHarness, count: int) -> list[SourceRecord]:
     records: list[SourceRecord] = []
     deadline = time.monotonic() + 10
-    while len(_ids_of(records)) < count and time.monotonic() < deadline:
+    while len(ids_of(records)) < count and time.monotonic() < deadline:
         records += harness.poll_until(1, timeout_s=1.0)
     return records
 
@@ -128,7 +89,7 @@ def test_resumes_by_gtid_after_the_stored_binlog_file_was_purged(mariadb_factory
         "CREATE DATABASE shop",
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
     )
-    config = _config(
+    config = source_config(
         server, "gtidpurge", "shop", **{"snapshot.mode": "no_data", "heartbeat.interval.ms": "1"}
     )
     harness = SourceHarness(MySqlSourceConnector, config)
@@ -152,11 +113,11 @@ def test_resumes_by_gtid_after_the_stored_binlog_file_was_purged(mariadb_factory
         rest = _poll_changes(harness, 1)
         server.execute("INSERT INTO items VALUES (3, 'c', 3)", database="shop")
         rest += _poll_changes(harness, 1)
-        extra = _ids_of(harness.poll_until(1, timeout_s=1.0))
+        extra = ids_of(harness.poll_until(1, timeout_s=1.0))
     finally:
         harness.stop()
     assert (stored["event"], stored["row"]) == (0, 0)
-    assert _ids_of(first + rest) == [("c", 1), ("c", 2), ("c", 3)]
+    assert ids_of(first + rest) == [("c", 1), ("c", 2), ("c", 3)]
     assert extra == []
     changes = [r for r in rest if r.value is not None and r.topic.startswith("gtidpurge.shop")]
     assert changes[0].source_offset["file"] != stored_file
@@ -168,7 +129,7 @@ def test_a_purged_gtid_is_reported_with_the_fix(mariadb_factory: Any) -> None:
         "CREATE DATABASE shop",
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
     )
-    config = _config(server, "gtidgone", "shop", **{"snapshot.mode": "no_data"})
+    config = source_config(server, "gtidgone", "shop", **{"snapshot.mode": "no_data"})
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
         server.execute("INSERT INTO items VALUES (1, 'a', 1)", database="shop")
@@ -191,7 +152,7 @@ def test_a_purged_gtid_is_reported_with_the_fix(mariadb_factory: Any) -> None:
         snapshot = harness.poll_until(2)
     finally:
         harness.stop()
-    assert _ids_of(snapshot) == [("r", 1), ("r", 2)]
+    assert ids_of(snapshot) == [("r", 1), ("r", 2)]
 
 
 def _gtid_position(server: MariaDBServer, variable: str) -> str:
@@ -233,7 +194,7 @@ def test_fails_over_to_a_replica_mid_transaction(mariadb_factory: Any) -> None:
         "CREATE DATABASE shop",
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
     )
-    config = _config(
+    config = source_config(
         primary, "failover", "shop", **{"snapshot.mode": "no_data", "max.batch.size": "2"}
     )
     harness = SourceHarness(MySqlSourceConnector, config)
@@ -263,8 +224,8 @@ def test_fails_over_to_a_replica_mid_transaction(mariadb_factory: Any) -> None:
     finally:
         harness.stop()
     assert (stored["event"], stored["row"]) == (0, 2)
-    assert _ids_of(first) == [("c", 1), ("c", 2)]
-    assert _ids_of(rest) == [("c", 3), ("d", 1), ("tombstone", 1), ("c", 4), ("c", 5)]
+    assert ids_of(first) == [("c", 1), ("c", 2)]
+    assert ids_of(rest) == [("c", 3), ("d", 1), ("tombstone", 1), ("c", 4), ("c", 5)]
     assert extra == []
     sources = [r.value.get("source").as_dict() for r in rest if r.value is not None]
     assert sources[0]["gtid"] == stored["transaction_gtid"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from mysql_test_support import fresh_database
 
 from omconnect.connect.connector import TaskProgress
 from omconnect.connect.records import SourceRecord
@@ -24,15 +25,9 @@ SIGNAL_TABLE = "CREATE TABLE {db}.signals (id VARCHAR(42) PRIMARY KEY, type VARC
 
 @pytest.fixture
 def database(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database with tables ``items`` and ``signals`` (the signal table)."""
     name = "inc_" + request.node.name.replace("test_", "")[:40]
-    mariadb_server.execute(
-        f"DROP DATABASE IF EXISTS {name}",
-        f"CREATE DATABASE {name}",
-        f"CREATE TABLE {name}.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
-        SIGNAL_TABLE.format(db=name),
-    )
-    yield name
-    mariadb_server.execute(f"DROP DATABASE IF EXISTS {name}")
+    yield from fresh_database(mariadb_server, name, SIGNAL_TABLE)
 
 
 def _config(server: MariaDBServer, database: str) -> dict[str, str]:

@@ -4,11 +4,11 @@ preconditions and DDL."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from mysql_test_support import fresh_database, ids_of, source_config
 
 from omconnect.connect.records import SourceRecord
 from omconnect.connectors.mysql.source import MySqlSourceConnector
@@ -16,36 +16,11 @@ from omconnect.errors import FatalError
 from omconnect.testing.connectors import SourceHarness
 from omconnect.testing.databases import MariaDBServer
 
-_ids = itertools.count(101)
-
-
-def _config(server: MariaDBServer, prefix: str, database: str, **extra: str) -> dict[str, str]:
-    return {
-        "database.hostname": server.host,
-        "database.port": str(server.port),
-        "database.user": "root",
-        "database.password": "",
-        "database.server.id": str(next(_ids) + 1000),
-        "topic.prefix": prefix,
-        "database.include.list": database,
-        "poll.interval.ms": "200",
-        "connect.backoff.initial.delay.ms": "100",
-        "connect.backoff.max.delay.ms": "500",
-        **extra,
-    }
-
 
 @pytest.fixture
 def database(mariadb_server: MariaDBServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh database on the shared server with table ``items``."""
-    name = "cdc_" + request.node.name.replace("test_", "")[:40]
-    mariadb_server.execute(
-        f"DROP DATABASE IF EXISTS {name}",
-        f"CREATE DATABASE {name}",
-        f"CREATE TABLE {name}.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
-    )
-    yield name
-    mariadb_server.execute(f"DROP DATABASE IF EXISTS {name}")
+    yield from fresh_database(mariadb_server, "cdc_" + request.node.name.replace("test_", "")[:40])
 
 
 def _values(records: list[SourceRecord]) -> list[tuple[str, Any, Any]]:
@@ -60,11 +35,6 @@ def _values(records: list[SourceRecord]) -> list[tuple[str, Any, Any]]:
     return out
 
 
-def _ids_of(records: list[SourceRecord]) -> list[tuple[str, int]]:
-    """(op, id) of each change record; tombstones as ("tombstone", id)."""
-    return [(op, (after or before)["id"]) for op, before, after in _values(records)]
-
-
 def _nothing_more(harness: SourceHarness) -> list[SourceRecord]:
     """What a further poll brings when nothing changed (must be nothing)."""
     return harness.poll_until(1, timeout_s=1.0)
@@ -76,7 +46,7 @@ def test_snapshot_then_streams_inserts_updates_deletes(
     mariadb_server.execute(
         *(f"INSERT INTO items VALUES ({i}, 'n{i}', {i})" for i in range(1, 6)), database=database
     )
-    config = _config(
+    config = source_config(
         mariadb_server, "snap", database, **{"snapshot.fetch.size": "2", "max.batch.size": "2"}
     )
     harness = SourceHarness(MySqlSourceConnector, config)
@@ -119,7 +89,7 @@ def test_snapshot_then_streams_inserts_updates_deletes(
 def test_resumes_mid_transaction_without_loss_or_duplicates(
     mariadb_server: MariaDBServer, database: str
 ) -> None:
-    config = _config(mariadb_server, "midtx", database, **{"max.batch.size": "2"})
+    config = source_config(mariadb_server, "midtx", database, **{"max.batch.size": "2"})
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
         mariadb_server.execute(
@@ -140,17 +110,17 @@ def test_resumes_mid_transaction_without_loss_or_duplicates(
         extra = _nothing_more(harness)
     finally:
         harness.stop()
-    assert _ids_of(first) == [("c", 1), ("c", 2)]
+    assert ids_of(first) == [("c", 1), ("c", 2)]
     assert first[-1].source_offset["event"] == 0 and first[-1].source_offset["row"] == 2
-    assert _ids_of(second) == [("c", 3), ("c", 4)]
-    assert _ids_of(third) == [("u", 2), ("d", 3), ("tombstone", 3), ("c", 5)]
+    assert ids_of(second) == [("c", 3), ("c", 4)]
+    assert ids_of(third) == [("u", 2), ("d", 3), ("tombstone", 3), ("c", 5)]
     assert extra == []
 
 
 def test_reconnects_after_the_binlog_connection_is_killed(
     mariadb_server: MariaDBServer, database: str
 ) -> None:
-    config = _config(mariadb_server, "killed", database, **{"max.batch.size": "1"})
+    config = source_config(mariadb_server, "killed", database, **{"max.batch.size": "1"})
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
         mariadb_server.execute(
@@ -167,7 +137,7 @@ def test_reconnects_after_the_binlog_connection_is_killed(
         extra = _nothing_more(harness)
     finally:
         harness.stop()
-    assert _ids_of(first + rest) == [("c", 1), ("c", 2), ("c", 3), ("c", 4)]
+    assert ids_of(first + rest) == [("c", 1), ("c", 2), ("c", 3), ("c", 4)]
     assert extra == []
 
 
@@ -185,7 +155,7 @@ def _kill_binlog_dumps(server: MariaDBServer) -> None:
 
 
 def test_follows_flush_binary_logs(mariadb_server: MariaDBServer, database: str) -> None:
-    harness = SourceHarness(MySqlSourceConnector, _config(mariadb_server, "rot", database))
+    harness = SourceHarness(MySqlSourceConnector, source_config(mariadb_server, "rot", database))
     try:
         mariadb_server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
         before = harness.poll_until(1)
@@ -198,7 +168,7 @@ def test_follows_flush_binary_logs(mariadb_server: MariaDBServer, database: str)
         extra = _nothing_more(harness)
     finally:
         harness.stop()
-    assert _ids_of(before + after + resumed) == [("c", 1), ("c", 2), ("c", 3)]
+    assert ids_of(before + after + resumed) == [("c", 1), ("c", 2), ("c", 3)]
     file_before = before[0].value.get("source").get("file")
     file_after = after[0].value.get("source").get("file")
     assert file_after != file_before
@@ -212,7 +182,7 @@ def test_survives_a_mariadb_restart_mid_stream(mariadb_factory: Any) -> None:
         "CREATE DATABASE shop",
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
     )
-    harness = SourceHarness(MySqlSourceConnector, _config(server, "restarted", "shop"))
+    harness = SourceHarness(MySqlSourceConnector, source_config(server, "restarted", "shop"))
     try:
         server.execute("INSERT INTO items VALUES (1, 'a', 1)", database="shop")
         first = harness.poll_until(1)
@@ -226,7 +196,7 @@ def test_survives_a_mariadb_restart_mid_stream(mariadb_factory: Any) -> None:
         extra = _nothing_more(harness)
     finally:
         harness.stop()
-    assert _ids_of(first + second + third) == [("c", 1), ("c", 2), ("c", 3)]
+    assert ids_of(first + second + third) == [("c", 1), ("c", 2), ("c", 3)]
     assert extra == []
 
 
@@ -237,7 +207,7 @@ def test_purged_position_is_an_error_or_a_new_snapshot_when_needed(mariadb_facto
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40), qty INT NOT NULL)",
         "INSERT INTO shop.items VALUES (1, 'a', 1)",
     )
-    config = _config(server, "purged", "shop", **{"binlog.positioning": "file"})
+    config = source_config(server, "purged", "shop", **{"binlog.positioning": "file"})
     harness = SourceHarness(MySqlSourceConnector, config)
     harness.poll_until(1)
     harness.stop()
@@ -252,7 +222,7 @@ def test_purged_position_is_an_error_or_a_new_snapshot_when_needed(mariadb_facto
         records = harness.poll_until(2)
     finally:
         harness.stop()
-    assert _ids_of(records) == [("r", 1), ("r", 2)]
+    assert ids_of(records) == [("r", 1), ("r", 2)]
 
 
 def _purge_all_but_the_newest_binlog(server: MariaDBServer, before: Any) -> None:
@@ -263,7 +233,7 @@ def _purge_all_but_the_newest_binlog(server: MariaDBServer, before: Any) -> None
 def test_refuses_a_server_without_full_row_metadata(mariadb_factory: Any) -> None:
     server = mariadb_factory(options={"binlog-row-metadata": "MINIMAL"})
     with pytest.raises(FatalError) as caught:
-        SourceHarness(MySqlSourceConnector, _config(server, "minimal", "shop"))
+        SourceHarness(MySqlSourceConnector, source_config(server, "minimal", "shop"))
     message = str(caught.value)
     assert "binlog_row_metadata is MINIMAL" in message
     assert "SET GLOBAL binlog_row_metadata=FULL" in message
@@ -272,7 +242,7 @@ def test_refuses_a_server_without_full_row_metadata(mariadb_factory: Any) -> Non
 def test_ddl_gives_a_schema_change_record_and_the_new_column(
     mariadb_server: MariaDBServer, database: str
 ) -> None:
-    harness = SourceHarness(MySqlSourceConnector, _config(mariadb_server, "ddl", database))
+    harness = SourceHarness(MySqlSourceConnector, source_config(mariadb_server, "ddl", database))
     try:
         mariadb_server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
         harness.poll_until(1)
@@ -294,7 +264,7 @@ def test_ddl_gives_a_schema_change_record_and_the_new_column(
 
 
 def test_transaction_metadata(mariadb_server: MariaDBServer, database: str) -> None:
-    config = _config(
+    config = source_config(
         mariadb_server,
         "txmeta",
         database,
@@ -327,7 +297,7 @@ def test_transaction_metadata(mariadb_server: MariaDBServer, database: str) -> N
 
 
 def test_heartbeats_carry_the_current_offset(mariadb_server: MariaDBServer, database: str) -> None:
-    config = _config(mariadb_server, "hb", database, **{"heartbeat.interval.ms": "100"})
+    config = source_config(mariadb_server, "hb", database, **{"heartbeat.interval.ms": "100"})
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
         mariadb_server.execute("INSERT INTO items VALUES (1, 'a', 1)", database=database)
@@ -347,7 +317,7 @@ def test_an_undecodable_compressed_event_stops_the_task(mariadb_factory: Any) ->
         "CREATE DATABASE shop",
         "CREATE TABLE shop.items (id INT PRIMARY KEY, name TEXT, qty INT NOT NULL)",
     )
-    harness = SourceHarness(MySqlSourceConnector, _config(server, "compressed", "shop"))
+    harness = SourceHarness(MySqlSourceConnector, source_config(server, "compressed", "shop"))
     try:
         server.execute("INSERT INTO items VALUES (1, 'a', 1)", database="shop")
         first = harness.poll_until(1)
@@ -357,7 +327,7 @@ def test_an_undecodable_compressed_event_stops_the_task(mariadb_factory: Any) ->
             harness.poll_until(1)
     finally:
         harness.stop()
-    assert _ids_of(first) == [("c", 1)]
+    assert ids_of(first) == [("c", 1)]
 
 
 def test_an_unfinished_snapshot_is_taken_again(
@@ -366,7 +336,7 @@ def test_an_unfinished_snapshot_is_taken_again(
     mariadb_server.execute(
         *(f"INSERT INTO items VALUES ({i}, 'n{i}', {i})" for i in range(1, 4)), database=database
     )
-    config = _config(mariadb_server, "redo", database, **{"max.batch.size": "1"})
+    config = source_config(mariadb_server, "redo", database, **{"max.batch.size": "1"})
     harness = SourceHarness(MySqlSourceConnector, config)
     try:
         first = harness.poll_until(1)
@@ -377,5 +347,5 @@ def test_an_unfinished_snapshot_is_taken_again(
     finally:
         harness.stop()
     assert first[0].source_offset["snapshot"] is True
-    assert _ids_of(again) == [("r", 1), ("r", 2), ("r", 3)]
-    assert _ids_of(streamed) == [("c", 4)]
+    assert ids_of(again) == [("r", 1), ("r", 2), ("r", 3)]
+    assert ids_of(streamed) == [("c", 4)]
