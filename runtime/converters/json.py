@@ -17,6 +17,7 @@ None bytes read back as ``(None, None)``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -35,7 +36,13 @@ from omconnect.runtime.converters.json_data import (
     value_from_json,
     value_to_json,
 )
-from omconnect.runtime.converters.json_plans import Fallback, Plan, from_json_plan, to_json_plan
+from omconnect.runtime.converters.json_plans import (
+    Fallback,
+    Generic,
+    Plan,
+    from_json_plan,
+    to_json_plan,
+)
 
 ENVELOPE_HINT = (
     "JsonConverter with schemas.enable needs an object with exactly the fields "
@@ -156,7 +163,8 @@ class JsonConverter(Converter):
         """`value_to_json` with this converter's options; structs by a compiled plan."""
         if schema is not None and schema.type is Type.STRUCT:
             try:
-                return self._plan(self._to_plans, schema, to_json_plan)(value)
+                plan = self._plan(self._to_plans, schema, to_json_plan, self._generic_to_json)
+                return plan(value)
             except Fallback:
                 pass
         return self._generic_to_json(schema, value)
@@ -165,7 +173,8 @@ class JsonConverter(Converter):
         """`value_from_json` with this converter's options; structs by a compiled plan."""
         if schema is not None and schema.type is Type.STRUCT:
             try:
-                return self._plan(self._from_plans, schema, from_json_plan)(node)
+                plan = self._plan(self._from_plans, schema, from_json_plan, self._generic_from_json)
+                return plan(node)
             except Fallback:
                 pass
         return self._generic_from_json(schema, node)
@@ -187,13 +196,14 @@ class JsonConverter(Converter):
         self,
         plans: dict[int, tuple[Schema, Plan]],
         schema: Schema,
-        make: Callable[[Schema, Callable[[Schema, Any], Any]], Plan],
+        make: Callable[[Schema, Generic], Plan],
+        generic: Generic,
     ) -> Plan:
-        """The compiled plan of ``schema`` from ``plans`` (by identity), made once."""
+        """The plan of ``schema`` from ``plans`` (by identity), made once by ``make``
+        with ``generic`` for what plans do not handle themselves."""
         known = plans.get(id(schema))
         if known is not None and known[0] is schema:
             return known[1]
-        generic = self._generic_to_json if plans is self._to_plans else self._generic_from_json
         plan = make(schema, generic)
         if len(plans) >= max(1, self.config.schemas_cache_size):
             plans.clear()
@@ -206,16 +216,13 @@ class JsonConverter(Converter):
         and then finds it again by comparing bytes (Kafka's to-connect schema cache);
         any other JSON layout is parsed in full."""
         if data.startswith(_HEAD) and data.endswith(b"}"):
-            last = self._last
-            if last is not None and data.startswith(last, len(_HEAD)):
-                end = len(_HEAD) + len(last)
-                if data.startswith(_SEPARATOR, end):
-                    return self._parsed[last], loads(data[end + len(_SEPARATOR) : -1], exact=True)
-            for text, schema in self._parsed.items():
+            last = (self._last,) if self._last is not None else ()
+            for text in itertools.chain(last, self._parsed):  # the last one found first
                 end = len(_HEAD) + len(text)
                 if data.startswith(text, len(_HEAD)) and data.startswith(_SEPARATOR, end):
                     self._last = text
-                    return schema, loads(data[end + len(_SEPARATOR) : -1], exact=True)
+                    payload = loads(data[end + len(_SEPARATOR) : -1], exact=True)
+                    return self._parsed[text], payload
         node = loads(data, exact=True)
         if not isinstance(node, dict) or node.keys() != {"schema", "payload"}:
             raise ConversionError(ENVELOPE_HINT)
