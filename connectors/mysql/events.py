@@ -265,6 +265,29 @@ class EventBuilder:
         }
         return key, make_struct(schemas.envelope, envelope)
 
+    def read_event(
+        self,
+        schemas: TableSchemas,
+        key: dict[str, Any] | None,
+        after: dict[str, Any],
+        block: Struct,
+        ts_ms: int,
+    ) -> KeyValue:
+        """The snapshot read (op ``r``) of one row already converted: ``after`` as
+        ``schemas.convert_value`` returns it, ``key`` as ``schemas.convert_key`` does
+        (None when ``schemas.key`` is None); ``block`` from `source`. The same event
+        as `change_events` with op ``r``, for a caller that converts a row once."""
+        envelope = {
+            "before": None,
+            "after": make_struct(schemas.value, after),
+            "source": block,
+            "op": "r",
+            "ts_ms": ts_ms,
+            "transaction": None,
+        }
+        record_key = None if key is None or schemas.key is None else make_struct(schemas.key, key)
+        return record_key, make_struct(schemas.envelope, envelope)
+
 
 _SOURCE_FIELDS = tuple(f.name for f in SOURCE_SCHEMA.fields)
 

@@ -11,7 +11,8 @@
 `TableSnapshot` then reads each table in primary-key order, in chunks of
 ``snapshot.fetch.size`` rows (keyset pagination: ``WHERE (pk) > (last) ORDER BY pk
 LIMIT n``); a table without a primary key is streamed with a server-side cursor.
-Rows come in the PyMySQL SELECT form `values.py` converts (session in UTC).
+Rows come as tuples (a plain PyMySQL cursor: no dict per row) of the SELECT form
+`values.py` converts (session in UTC), with the column names of their SELECT.
 """
 
 from __future__ import annotations
@@ -30,11 +31,18 @@ from .values import prepare_session
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRow:
-    """One row read, with whether it is the last row of the whole snapshot."""
+    """One row read: its values in the order of ``names`` (the SELECT's columns,
+    one tuple shared by a chunk's rows), and whether it is the last row of the whole
+    snapshot."""
 
     table: Table
-    row: dict[str, Any]
+    names: tuple[str, ...]
+    row: tuple[Any, ...]
     last: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as column name → value."""
+        return dict(zip(self.names, self.row, strict=True))
 
 
 def quote(name: str) -> str:
@@ -129,37 +137,43 @@ class TableSnapshot:
 
     def rows(self) -> Iterator[SnapshotRow]:
         """Every row of every table, the very last one flagged ``last``."""
-        previous: tuple[Table, dict[str, Any]] | None = None
+        previous: SnapshotRow | None = None
         for table in self._tables:
-            for row in self._table_rows(table):
-                if previous is not None:
-                    yield SnapshotRow(previous[0], previous[1], False)
-                previous = (table, row)
-                self.done += 1
+            for names, chunk in self._chunks(table):
+                for row in chunk:
+                    if previous is not None:
+                        yield previous
+                    previous = SnapshotRow(table, names, row, False)
+                    self.done += 1
         if previous is not None:
-            yield SnapshotRow(previous[0], previous[1], True)
+            yield SnapshotRow(previous.table, previous.names, previous.row, True)
 
-    def _table_rows(self, table: Table) -> Iterator[dict[str, Any]]:
+    def _chunks(self, table: Table) -> Iterator[tuple[tuple[str, ...], Sequence[tuple[Any, ...]]]]:
+        """The rows of ``table`` in chunks, each with its SELECT's column names."""
         if not table.primary_key:
             yield from self._streamed(table)
             return
         last: tuple[Any, ...] | None = None
         while True:
             sql = chunk_query(table, self._fetch_size, last is not None)
-            with self._connection.cursor(pymysql.cursors.DictCursor) as cursor:
+            with self._connection.cursor(pymysql.cursors.Cursor) as cursor:
                 cursor.execute(sql, last)
-                chunk = list(cursor.fetchall())
-            yield from chunk
+                chunk = cursor.fetchall()
+                names = _names(cursor)
+            yield names, chunk
             if len(chunk) < self._fetch_size:
                 return
-            last = tuple(chunk[-1][c] for c in table.primary_key)
+            last = tuple(chunk[-1][names.index(c)] for c in table.primary_key)
 
-    def _streamed(self, table: Table) -> Iterator[dict[str, Any]]:
+    def _streamed(
+        self, table: Table
+    ) -> Iterator[tuple[tuple[str, ...], Sequence[tuple[Any, ...]]]]:
         name = f"{quote(table.database)}.{quote(table.name)}"
-        with self._connection.cursor(pymysql.cursors.SSDictCursor) as cursor:
+        with self._connection.cursor(pymysql.cursors.SSCursor) as cursor:
             cursor.execute(f"SELECT * FROM {name}")
+            names = _names(cursor)
             while chunk := cursor.fetchmany(self._fetch_size):
-                yield from chunk
+                yield names, chunk
 
     def close(self) -> None:
         """End the read transaction and close the connection."""
@@ -167,3 +181,7 @@ class TableSnapshot:
             self._connection.rollback()
         finally:
             self._connection.close()
+
+
+def _names(cursor: Any) -> tuple[str, ...]:
+    return tuple(str(d[0]) for d in cursor.description or ())

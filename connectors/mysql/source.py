@@ -41,8 +41,10 @@ from .plan import (
 )
 from .preconditions import check_preconditions, is_mariadb, read_server_state
 from .snapshot import SnapshotRow, TableSnapshot, begin_snapshot, estimate_rows
+from .snapshot_records import SnapshotRecords
 from .streaming import ChangeStreamer, StreamSettings
 from .tables import Table, TableId, load_table, load_tables
+from .values import snapshot_conversions
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class MySqlSourceTask(SourceTask):
         self._stream: BinlogStream | None = None
         self._snapshot: TableSnapshot | None = None
         self._snapshot_rows: Iterator[SnapshotRow] | None = None
-        self._snapshot_offset: BinlogOffset | None = None
+        self._snapshot_records: SnapshotRecords | None = None
         self._snapshot_total: int | None = None
         self._pending: list[SourceRecord] = []
         self._retry_at = 0.0
@@ -251,13 +253,15 @@ class MySqlSourceTask(SourceTask):
         return BinlogOffset(oldest, 4, gtids)
 
     def _begin_snapshot(self, tables: dict[TableId, Table]) -> BinlogOffset:
-        connection = self._connect(autocommit=False)
+        connection = self._connect(autocommit=False, conv=snapshot_conversions())
         ordered = [tables[key] for key in sorted(tables)]
         offset = begin_snapshot(connection, self._mariadb)
         self._snapshot_total = estimate_rows(self._control, ordered)
         self._snapshot = TableSnapshot(connection, ordered, self._config.snapshot_fetch_size)
         self._snapshot_rows = self._snapshot.rows()
-        self._snapshot_offset = offset
+        self._snapshot_records = SnapshotRecords(
+            self._builder, offset, self._partition, self._server_id
+        )
         log.info(
             "snapshot of %d tables at %s:%d (about %d rows)",
             len(ordered),
@@ -297,48 +301,18 @@ class MySqlSourceTask(SourceTask):
                     self._close()
 
     def _poll_snapshot(self) -> list[SourceRecord]:
-        rows, offset = self._snapshot_rows, self._snapshot_offset
-        if rows is None or offset is None:
+        rows, maker = self._snapshot_rows, self._snapshot_records
+        if rows is None or maker is None:
             return []
         records: list[SourceRecord] = []
+        limit = self._config.max_batch_size
+        record = maker.record
         for item in rows:
-            records.extend(self._snapshot_records(item, offset))
-            if len(records) >= self._config.max_batch_size:
+            records.append(record(item))
+            if len(records) >= limit:
                 return records
         self._finish_snapshot()
         return records
-
-    def _snapshot_records(self, item: SnapshotRow, offset: BinlogOffset) -> list[SourceRecord]:
-        now = int(time.time() * 1000)
-        source = {
-            "ts_ms": now,
-            "snapshot": "last" if item.last else "true",
-            "db": item.table.database,
-            "table": item.table.name,
-            "server_id": self._server_id,
-            "file": offset.file,
-            "pos": offset.pos,
-            "row": 0,
-        }
-        stored = offset.as_offset()
-        stored["snapshot"] = not item.last  # the last row's offset ends the snapshot
-        schemas = self._builder.schemas(item.table)
-        return [
-            SourceRecord(
-                self._builder.topic(item.table),
-                None,
-                schemas.key if key is not None else None,
-                key,
-                schemas.envelope,
-                value,
-                timestamp=now,
-                source_partition=self._partition,
-                source_offset=stored,
-            )
-            for key, value in self._builder.change_events(
-                item.table, "r", None, item.row, source, now
-            )
-        ]
 
     def _finish_snapshot(self) -> None:
         if self._snapshot is not None:
@@ -346,6 +320,7 @@ class MySqlSourceTask(SourceTask):
             self._snapshot.close()
         self._snapshot = None
         self._snapshot_rows = None
+        self._snapshot_records = None
 
     def _poll_stream(self) -> list[SourceRecord]:
         records, self._pending = self._pending, []
@@ -473,6 +448,7 @@ class MySqlSourceTask(SourceTask):
             self._snapshot.close()
             self._snapshot = None
             self._snapshot_rows = None
+            self._snapshot_records = None
         control = getattr(self, "_control", None)
         if control is not None and control.open:
             control.close()

@@ -19,8 +19,10 @@ from omconnect.connectors.mysql.tables import Table, load_table, load_tables
 from omconnect.connectors.mysql.values import (
     column_schema,
     converter,
+    positional_converter,
     prepare_session,
     restore_empty_sets,
+    snapshot_conversions,
 )
 from omconnect.testing.databases import MariaDBServer
 
@@ -237,6 +239,38 @@ def test_select_rows_convert_to_the_same_values(
     convert = converter(tables["types"], Filters.all())
     selected = [convert(row) for row in _select_rows(mariadb_server, "types")]
     assert selected == [EXPECTED[1], EXPECTED[2]]  # row 3 was deleted
+
+
+def _snapshot_rows(server: MariaDBServer, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(column names, rows) as the snapshot reads them: tuples, DATETIME as text."""
+    connection = server.connect(DB, conv=snapshot_conversions())
+    try:
+        prepare_session(connection)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {table} ORDER BY id")
+            names = [str(d[0]) for d in cursor.description]
+            return names, list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def test_snapshot_tuple_rows_convert_to_the_same_values(
+    mariadb_server: MariaDBServer, tables: dict[str, Table]
+) -> None:
+    names, rows = _snapshot_rows(mariadb_server, "types")
+    assert any(type(value) is str and value.startswith("20") for value in rows[0])  # DATETIME
+    convert = positional_converter(tables["types"], Filters.all(), names)
+    assert [convert(row) for row in rows] == [EXPECTED[1], EXPECTED[2]]
+    names, rows = _snapshot_rows(mariadb_server, "zeros")
+    convert = positional_converter(tables["zeros"], Filters.all(), names)
+    assert [convert(row) for row in rows] == [EXPECTED_ZEROS]
+
+
+def test_a_column_missing_from_the_select_reads_as_none(tables: dict[str, Table]) -> None:
+    table = tables["zeros"]
+    names, rows = ["id"], [(7,)]
+    expected = converter(table, Filters.all())({"id": 7})
+    assert positional_converter(table, Filters.all(), names)(rows[0]) == expected
 
 
 def test_update_and_delete_images_convert_like_inserts(
