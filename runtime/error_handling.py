@@ -339,15 +339,37 @@ class RetryWithToleranceOperator:
         tolerated. Raises `ToleranceExceededError` for a tolerable failure with
         ``errors.tolerance=none``, and non-tolerable errors as they are."""
         started = self._clock()
-        attempt = 0
+        try:
+            return operation()
+        except Exception as exc:
+            return self.recover(exc, operation, stage, executing_class, record, started)
+
+    def recover(
+        self,
+        error: Exception,
+        operation: Callable[[], T],
+        stage: Stage,
+        executing_class: str,
+        record: OriginalRecord | None = None,
+        started: float | None = None,
+    ) -> T | Skipped:
+        """Carry on after the first attempt of ``operation`` raised ``error``, exactly as
+        `execute` would: retry, tolerate or raise. Lets a caller run a stage directly on
+        its fast path and build ``record`` only when something failed. ``started``: the
+        clock reading before the first attempt (default: now, so the retry timeout
+        counts from the first failure)."""
+        if started is None:
+            started = self._clock()
+        attempt = 1
         while True:
+            self.counts.record_failures += 1
+            if not isinstance(error, RetriableError) or not self._backoff(attempt, started):
+                return self.fail(error, stage, executing_class, record, attempt)
             attempt += 1
             try:
                 return operation()
             except Exception as exc:
-                self.counts.record_failures += 1
-                if not isinstance(exc, RetriableError) or not self._backoff(attempt, started):
-                    return self.fail(exc, stage, executing_class, record, attempt)
+                error = exc
 
     def _backoff(self, attempt: int, started: float) -> bool:
         """Wait before the next attempt; False if none is allowed."""

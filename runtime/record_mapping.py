@@ -31,6 +31,7 @@ TOMBSTONE = "connect.tombstone"
 KEY_ENCODING = "connect.key.encoding"
 HEADER_TYPES = "connect.header.types"
 _INTERNAL_PREFIX = "connect."
+_NO_HEADERS = Headers()  # immutable, so one instance serves every message without any
 
 
 def to_message(record: ConnectRecord, key: bytes | None, value: bytes | None) -> Message:
@@ -86,9 +87,13 @@ def value_bytes(message: Message) -> bytes | None:
 
 def headers_of(message: Message) -> Headers:
     """The Connect headers a message carries."""
-    json_keys = set(json.loads(message.properties.get(HEADER_TYPES, "[]")))
+    properties = message.properties
+    if not properties:
+        return _NO_HEADERS
+    types = properties.get(HEADER_TYPES)
+    json_keys = set(json.loads(types)) if types is not None else set()
     items: list[Header] = []
-    for key, text in message.properties.items():
+    for key, text in properties.items():
         if key.startswith(_INTERNAL_PREFIX):
             continue
         value: Any = text

@@ -124,6 +124,7 @@ class SinkTaskRunner(TaskThread):
         self.commit_requested = False
         self._pending: dict[TopicPartition, list[Message]] = {}  # put, not yet committed
         self._next: dict[TopicPartition, int] = {}
+        self._tps: dict[tuple[str, int], TopicPartition] = {}  # see `_tp`
         self.records_read = 0
         self.records_sent = 0
         self._active = 0  # read, not committed (changed by the task thread only)
@@ -208,7 +209,8 @@ class SinkTaskRunner(TaskThread):
                 self._running.wait(0.5)
                 continue
             messages = consumer.batch_receive(self._batch_size, timeout_ms=200)
-            messages = [m for m in messages if self._tp(m) not in self.paused]
+            if self.paused:
+                messages = [m for m in messages if self._tp(m) not in self.paused]
             if messages:
                 self.records_read += len(messages)
                 self._deliver(messages)
@@ -218,9 +220,13 @@ class SinkTaskRunner(TaskThread):
                 last_commit = time.monotonic()
                 self.commit_requested = False
 
-    @staticmethod
-    def _tp(message: Message) -> TopicPartition:
-        return TopicPartition(message.destination, message.partition)
+    def _tp(self, message: Message) -> TopicPartition:
+        """The partition ``message`` was read from (one shared object per partition)."""
+        where = (message.destination, message.partition)
+        tp = self._tps.get(where)
+        if tp is None:
+            tp = self._tps[where] = TopicPartition(*where)
+        return tp
 
     def _sync_assignment(self, consumer: PullConsumer) -> None:
         now = {TopicPartition(q, p) for q, p in consumer.assignment if q in self._topics}
@@ -291,28 +297,58 @@ class SinkTaskRunner(TaskThread):
         )
 
     def _convert(self, message: Message) -> SinkRecord | None:
-        original = self._original(message)
-        key, value = original.key, original.value
+        """The sink record for ``message`` (converted, transformed); None if a stage
+        failed and the failure was tolerated, or a transform dropped it.
+
+        Each stage runs directly; only a stage that raises goes through the error
+        handler (`_recover`), so a message that fails nothing costs no handler calls."""
         topic = message.destination
-        converted_key: Any = self._errors.execute(
-            lambda: self._key_converter.to_connect(topic, key),
-            Stage.KEY_CONVERTER,
-            type(self._key_converter).__name__,
-            original,
-        )
-        converted_value: Any = self._errors.execute(
-            lambda: self._value_converter.to_connect(topic, value),
-            Stage.VALUE_CONVERTER,
-            type(self._value_converter).__name__,
-            original,
-        )
+        key, value = key_bytes(message), value_bytes(message)
+        key_converter, value_converter = self._key_converter, self._value_converter
+        try:
+            converted_key: Any = key_converter.to_connect(topic, key)
+        except Exception as exc:
+            converted_key = self._recover(
+                exc,
+                lambda: key_converter.to_connect(topic, key),
+                Stage.KEY_CONVERTER,
+                type(key_converter).__name__,
+                message,
+            )
+        try:
+            converted_value: Any = value_converter.to_connect(topic, value)
+        except Exception as exc:
+            converted_value = self._recover(
+                exc,
+                lambda: value_converter.to_connect(topic, value),
+                Stage.VALUE_CONVERTER,
+                type(value_converter).__name__,
+                message,
+            )
         if converted_key is SKIPPED or converted_value is SKIPPED:
             return None
         record = to_sink_record(message, *converted_key, *converted_value)
-        transformed: Any = self._errors.execute(
-            lambda: self._transform(record), Stage.TRANSFORMATION, "transforms", original
-        )
+        try:
+            transformed: Any = self._transform(record)
+        except Exception as exc:
+            transformed = self._recover(
+                exc, lambda: self._transform(record), Stage.TRANSFORMATION, "transforms", message
+            )
         return None if transformed is SKIPPED else transformed
+
+    def _recover(
+        self,
+        error: Exception,
+        operation: Callable[[], Any],
+        stage: Stage,
+        executing_class: str,
+        message: Message,
+    ) -> Any:
+        """The error handler's verdict on a stage that raised ``error`` (retries, then
+        the result, `SKIPPED`, or a raise); the `OriginalRecord` is built only here."""
+        return self._errors.recover(
+            error, operation, stage, executing_class, self._original(message)
+        )
 
     def _commit(self, consumer: PullConsumer) -> None:
         if not self._next:

@@ -103,13 +103,21 @@ class SubmittedRecords:
         self._candidates: dict[PartitionKey, PartitionOffset] = {}
         self._pending = 0
 
-    def submit(self, partition: SourcePartition, offset: SourceOffset) -> SubmittedRecord:
+    def submit(
+        self, partition: SourcePartition, offset: SourceOffset, *, checked: bool = False
+    ) -> SubmittedRecord:
         """Track a record about to be sent; returns the handle to `ack` it with.
 
         `ConfigError` unless partition and offset are flat maps of JSON scalars.
+        ``checked``: they are a `SourceRecord`'s own maps, already checked and copied
+        when it was built, so they are kept as they are (not checked again).
         """
-        part = check_source_map("source_partition", partition)
-        off = check_source_map("source_offset", offset)
+        if checked:
+            part: dict[str, JsonScalar] = partition  # type: ignore[assignment]
+            off: dict[str, JsonScalar] = offset  # type: ignore[assignment]
+        else:
+            part = check_source_map("source_partition", partition)
+            off = check_source_map("source_offset", offset)
         with self._lock:
             self._sequence += 1
             record = SubmittedRecord(self, self._sequence, part, off)
@@ -138,6 +146,16 @@ class SubmittedRecords:
                 return
             record.acked = True
             self._pending -= 1
+            if self._pending == 0:
+                self._lock.notify_all()
+
+    def ack_all(self, records: list[SubmittedRecord]) -> None:
+        """`SubmittedRecord.ack` for each of ``records``, under one lock."""
+        with self._lock:
+            for record in records:
+                if not record.acked:
+                    record.acked = True
+                    self._pending -= 1
             if self._pending == 0:
                 self._lock.notify_all()
 

@@ -28,6 +28,7 @@ from omconnect.runtime.error_handling import (
     SKIPPED,
     OriginalRecord,
     RetryWithToleranceOperator,
+    Skipped,
     Stage,
 )
 from omconnect.runtime.metrics import CommitStats
@@ -93,6 +94,10 @@ class SourceTaskRunner(TaskThread):
         self.records_polled = 0
         self.records_written = 0
         self.commit_stats = CommitStats()
+        # SourceTask.commit_record is an empty hook: skip the per-record call (and its
+        # RecordMetadata) for a task that does not override it.
+        hook = getattr(type(task), "commit_record", None)
+        self._commits_records = hook is not SourceTask.commit_record
 
     kind = "source"
 
@@ -148,28 +153,35 @@ class SourceTaskRunner(TaskThread):
         future.add_done_callback(lambda f: self._sent(f, outgoing))
 
     def _process(self, record: SourceRecord) -> _Outgoing | None:
-        """Transform and convert one record; None if it was skipped or dropped."""
-        original = OriginalRecord(topic=record.topic, partition=record.partition)
-        cls = type(self.task).__name__
-        transformed: Any = self._errors.execute(
-            lambda: self._transform(record), Stage.TRANSFORMATION, cls, original
-        )
-        handle = self._submitted.submit(record.source_partition, record.source_offset)
+        """Transform and convert one record; None if it was skipped or dropped.
+
+        Each stage runs directly; only a stage that raises goes through the error
+        handler (`_recover`), so a record that fails nothing costs no handler calls."""
+        try:
+            transformed: Any = self._transform(record)
+        except Exception as exc:
+            transformed = self._recover(
+                exc,
+                lambda: self._transform(record),
+                Stage.TRANSFORMATION,
+                type(self.task).__name__,
+                record,
+            )
+        handle = self._submitted.submit(record.source_partition, record.source_offset, checked=True)
         if transformed is SKIPPED or transformed is None:
             self._skip(record, handle)
             return None
         out: SourceRecord = transformed
-        key = self._errors.execute(
-            lambda: self._key_converter.from_connect(out.topic, out.key_schema, out.key),
-            Stage.KEY_CONVERTER,
-            type(self._key_converter).__name__,
-            original,
+        key = self._convert(
+            record, Stage.KEY_CONVERTER, self._key_converter, out.topic, out.key_schema, out.key
         )
-        value = self._errors.execute(
-            lambda: self._value_converter.from_connect(out.topic, out.value_schema, out.value),
+        value = self._convert(
+            record,
             Stage.VALUE_CONVERTER,
-            type(self._value_converter).__name__,
-            original,
+            self._value_converter,
+            out.topic,
+            out.value_schema,
+            out.value,
         )
         if key is SKIPPED or value is SKIPPED:
             self._skip(record, handle)
@@ -177,9 +189,45 @@ class SourceTaskRunner(TaskThread):
         self._topics.ensure(out.topic)
         return to_message(out, key, value), record, handle
 
+    def _convert(
+        self,
+        record: SourceRecord,
+        stage: Stage,
+        converter: Converter,
+        topic: str,
+        schema: Any,
+        data: Any,
+    ) -> bytes | Skipped | None:
+        """``converter.from_connect`` of the key or value of ``record`` (as transformed);
+        `SKIPPED` if that failed and the failure is tolerated."""
+        try:
+            return converter.from_connect(topic, schema, data)
+        except Exception as exc:
+            return self._recover(
+                exc,
+                lambda: converter.from_connect(topic, schema, data),
+                stage,
+                type(converter).__name__,
+                record,
+            )
+
+    def _recover(
+        self,
+        error: Exception,
+        operation: Callable[[], Any],
+        stage: Stage,
+        executing_class: str,
+        record: SourceRecord,
+    ) -> Any:
+        """The error handler's verdict on a stage that raised ``error`` (retries, then
+        the result, `SKIPPED`, or a raise); the `OriginalRecord` is built only here."""
+        original = OriginalRecord(topic=record.topic, partition=record.partition)
+        return self._errors.recover(error, operation, stage, executing_class, original)
+
     def _skip(self, record: SourceRecord, handle: SubmittedRecord) -> None:
         handle.ack()  # nothing to wait for: its offset may be committed
-        self.task.commit_record(record, None)
+        if self._commits_records:
+            self.task.commit_record(record, None)
 
     def _sent(self, future: Future[list[SendResult]], outgoing: list[_Outgoing]) -> None:
         """Runs on the producer's sender thread once the broker stored the batch."""
@@ -187,9 +235,17 @@ class SourceTaskRunner(TaskThread):
         if error is not None:
             self._send_error = error
             return
-        for result, (_, record, handle) in zip(future.result(), outgoing, strict=True):
-            handle.ack()
-            self.records_written += 1
+        results = future.result()
+        if len(results) != len(outgoing):
+            self._send_error = RuntimeError(
+                f"the broker acknowledged {len(results)} of {len(outgoing)} records"
+            )
+            return
+        self._submitted.ack_all([handle for _, _, handle in outgoing])
+        self.records_written += len(outgoing)
+        if not self._commits_records:
+            return
+        for result, (_, record, _) in zip(results, outgoing, strict=True):
             metadata = RecordMetadata(
                 result.queue, result.partition, result.offset, record.timestamp
             )

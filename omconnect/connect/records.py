@@ -29,6 +29,8 @@ PartitionKey = tuple[tuple[str, JsonScalar], ...]
 def partition_key(partition: SourcePartition) -> PartitionKey:
     """The hashable form of ``partition``: equal partitions give equal keys whatever
     their key order. Used as the dict key of `OffsetReader.offsets`."""
+    if len(partition) == 1:  # the usual case, and already sorted
+        return tuple(partition.items())
     return tuple(sorted(partition.items()))
 
 
@@ -50,7 +52,7 @@ def check_source_map(kind: str, value: Mapping[str, Any]) -> dict[str, JsonScala
     """A copy of a source partition or offset; `ConfigError` unless it is a flat map of
     string keys to JSON scalars. (Runs for every source record: exact-type checks
     first, `isinstance` only for the rare subclass.)"""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise ConfigError(kind, f"must be a mapping, not {type(value).__name__}")
     out: dict[str, JsonScalar] = dict(value)
     for key, item in out.items():

@@ -187,6 +187,36 @@ def test_retriable_error_is_retried_with_backoff_until_success() -> None:
     assert (op.counts.record_failures, op.counts.retries, op.counts.record_errors) == (3, 3, 0)
 
 
+@pytest.mark.parametrize(
+    ("errors", "tolerance"),
+    [
+        ([RetriableError("busy")] * 2, "none"),  # retried until it succeeds
+        ([RetriableError("down")] * 100, "all"),  # retries run out, then skipped
+        ([RecordError("bad row")], "all"),  # not retried, skipped
+        ([ValueError("not json")], "all"),  # a converter's error, skipped
+    ],
+)
+def test_recover_after_a_first_failure_matches_execute(
+    errors: list[Exception], tolerance: str
+) -> None:
+    """A runner's fast path runs the first attempt itself and hands its error to
+    `recover`: same result, same sleeps and same counts as `execute`."""
+    outcomes = []
+    for fast_path in (False, True):
+        clock = FakeClock()
+        op = operator(config(errors_retry_timeout=1000, errors_tolerance=tolerance), clock)
+        operation = failing(list(errors))
+        if fast_path:
+            try:
+                result: object = operation()
+            except Exception as exc:
+                result = op.recover(exc, operation, Stage.VALUE_CONVERTER, "JsonConverter")
+        else:
+            result = op.execute(operation, Stage.VALUE_CONVERTER, "JsonConverter")
+        outcomes.append((result, clock.sleeps, op.counts))
+    assert outcomes[0] == outcomes[1]
+
+
 def test_retries_stop_at_the_timeout_then_tolerance_decides() -> None:
     clock = FakeClock()
     op = operator(config(errors_retry_timeout=1000, errors_tolerance="all"), clock)

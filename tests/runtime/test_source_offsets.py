@@ -53,6 +53,25 @@ def test_partial_run_commits_up_to_the_gap() -> None:
     assert result.largest_backlog == 3  # records 2, 3, 4 held back
 
 
+def test_ack_all_acks_a_batch_at_once() -> None:
+    submitted = SubmittedRecords()
+    handles = [submitted.submit(FILE_A, {"position": p}) for p in range(3)]
+    handles[0].ack()
+    submitted.ack_all(handles)  # an already acked record is not counted twice
+    result = submitted.committable()
+    assert offsets_of(result) == {"a.log": 2}
+    assert result.pending == 0
+    assert submitted.await_all(0)
+
+
+def test_checked_maps_are_tracked_as_given() -> None:
+    """A SourceRecord's maps were checked and copied when it was built."""
+    submitted = SubmittedRecords()
+    handle = submitted.submit({"file": "a.log"}, {"position": 7}, checked=True)
+    handle.ack()
+    assert offsets_of(submitted.committable()) == {"a.log": 7}
+
+
 def test_partitions_are_independent() -> None:
     submitted = SubmittedRecords()
     a1 = submitted.submit(FILE_A, {"position": 1})
