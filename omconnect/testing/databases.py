@@ -28,6 +28,7 @@ from typing import Any
 
 from omconnect.testing.services import (
     LOOPBACK,
+    Served,
     ServerProcess,
     ServiceStartError,
     find_binary,
@@ -79,24 +80,15 @@ MARIADB_CDC_OPTIONS: Mapping[str, str] = {
 
 
 @dataclass
-class MariaDBServer:
+class MariaDBServer(Served):
     """A private mariadbd. `root` (no password) may connect over TCP from loopback.
 
     `url(database)` is an SQLAlchemy URL (``mysql+pymysql://...``). `restart()` stops
     the server and starts it again on the same port and data directory, binlogs kept.
     """
 
-    server: ServerProcess
     datadir: Path
     options: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def host(self) -> str:
-        return self.server.host
-
-    @property
-    def port(self) -> int:
-        return self.server.port
 
     @property
     def user(self) -> str:
@@ -226,10 +218,9 @@ def _start_mariadbd(
 def start_mariadb(workdir: Path, *, options: Mapping[str, str] | None = None) -> MariaDBServer:
     """Start a private mariadbd with binary logging for CDC on a free loopback port.
 
-    `options` are mariadbd long options without the dashes (value "" for a flag); they
-    are merged over `MARIADB_CDC_OPTIONS`, and a value of None-like "OFF" is passed as
-    is. Raises `ServiceNotInstalled` (hint: apt-get install mariadb-server) or
-    `ServiceStartError`.
+    `options` are mariadbd long options without the dashes (value "" for a flag),
+    merged over `MARIADB_CDC_OPTIONS`. Raises `ServiceNotInstalled` (hint: apt-get
+    install mariadb-server) or `ServiceStartError`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     datadir = workdir / "data"
@@ -314,20 +305,11 @@ def _postgres_ready(host: str, port: int) -> bool:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(Served):
     """A private PostgreSQL; superuser `postgres`, trust authentication, database
     `postgres`. `url(database)` is an SQLAlchemy URL (``postgresql+psycopg://...``)."""
 
-    server: ServerProcess
     root: Path
-
-    @property
-    def host(self) -> str:
-        return self.server.host
-
-    @property
-    def port(self) -> int:
-        return self.server.port
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL for `database`."""

@@ -235,12 +235,9 @@ def start_server(
     raise ServiceStartError(last_error)
 
 
-# --- Redis -------------------------------------------------------------------------
-
-
 @dataclass
-class RedisServer:
-    """A private redis-server without persistence; `url` is `redis://host:port/0`."""
+class Served:
+    """A handle on one running `ServerProcess`: where it listens (`host`, `port`)."""
 
     server: ServerProcess
 
@@ -251,6 +248,14 @@ class RedisServer:
     @property
     def port(self) -> int:
         return self.server.port
+
+
+# --- Redis -------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer(Served):
+    """A private redis-server without persistence; `url` is `redis://host:port/0`."""
 
     @property
     def url(self) -> str:
@@ -297,21 +302,11 @@ def start_redis(workdir: Path, *, timeout: float = 30.0) -> RedisServer:
 
 
 @dataclass
-class NatsServer:
+class NatsServer(Served):
     """A private nats-server with JetStream (file storage in its workdir).
 
     `url` is `nats://host:port`.
     """
-
-    server: ServerProcess
-
-    @property
-    def host(self) -> str:
-        return self.server.host
-
-    @property
-    def port(self) -> int:
-        return self.server.port
 
     @property
     def url(self) -> str:
@@ -342,19 +337,10 @@ def start_nats(workdir: Path, *, timeout: float = 30.0) -> NatsServer:
 
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(Served):
     """A private Prometheus scraping fixed targets; `url` is `http://host:port`."""
 
-    server: ServerProcess
     targets: list[str]
-
-    @property
-    def host(self) -> str:
-        return self.server.host
-
-    @property
-    def port(self) -> int:
-        return self.server.port
 
     @property
     def url(self) -> str:
